@@ -1,0 +1,1 @@
+//! Every `bpf(2)` call ferrocat makes goes through this module.

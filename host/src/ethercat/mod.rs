@@ -1,0 +1,1 @@
+//! The EtherCAT master: wire format, transport, SII, mailbox and CoE, bring-up.

@@ -1,0 +1,1 @@
+//! The linker: plugin fragments plus prologue and epilogue become one eBPF program.

@@ -1,0 +1,5 @@
+//! The `ferrocat` command-line tool.
+
+fn main() {
+    println!("ferrocat {}", env!("CARGO_PKG_VERSION"));
+}

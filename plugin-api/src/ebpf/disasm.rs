@@ -1,0 +1,1 @@
+//! A disassembler printing instructions in the kernel verifier's syntax.

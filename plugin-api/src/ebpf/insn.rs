@@ -1,0 +1,1 @@
+//! eBPF instructions as types, with their encoding and decoding.

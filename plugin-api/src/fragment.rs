@@ -1,0 +1,1 @@
+//! The fragment format: what a plugin hands to the host's linker.

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs ferrocat's whole test suite: unit tests, kernel tests (real verifier, XDP on veth
+# pairs in private namespaces), simulator interoperability and end-to-end tests.
+# Kernel tests need root; they fail rather than skip when the kernel path is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo test --workspace --all-targets "$@"
