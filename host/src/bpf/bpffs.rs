@@ -1,0 +1,1 @@
+//! bpffs: finding or mounting it, pinning objects and opening pinned ones.

@@ -1,0 +1,1 @@
+//! eBPF maps: creation, lookup/update/delete, and host access to mmapped values.

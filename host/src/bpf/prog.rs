@@ -1,0 +1,1 @@
+//! eBPF programs: loading with the verifier log, test runs and run statistics.

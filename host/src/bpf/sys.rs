@@ -1,0 +1,1 @@
+//! The raw bpf(2) system call and a fake of it for unit tests.

@@ -1,0 +1,1 @@
+//! XDP: attaching programs to interfaces through BPF links, replacing and detaching them.

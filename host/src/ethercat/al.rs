@@ -1,0 +1,1 @@
+//! The AL state machine of a terminal: requesting states, waiting, decoding AL status codes.

@@ -1,0 +1,1 @@
+//! Capture of the frames this process sends and receives, written as pcapng.

@@ -1,0 +1,1 @@
+//! CANopen over EtherCAT: SDO upload/download, SDO information, emergencies.

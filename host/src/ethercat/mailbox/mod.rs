@@ -1,0 +1,1 @@
+//! The mailbox protocol: headers, counters, repeat requests, timeouts.

@@ -1,0 +1,1 @@
+//! Bring-up of a bus: counting terminals, addresses, topology, states, distributed clocks.

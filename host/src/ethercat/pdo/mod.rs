@@ -1,0 +1,1 @@
+//! Process data: PDO assignment and mapping, and the logical process image.

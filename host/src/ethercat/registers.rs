@@ -1,0 +1,1 @@
+//! ESC register addresses and bit fields (ETG.1000.4).

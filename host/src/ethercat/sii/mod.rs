@@ -1,0 +1,1 @@
+//! The SII EEPROM: reading it over the ESC and parsing its categories.

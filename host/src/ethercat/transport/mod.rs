@@ -1,0 +1,1 @@
+//! Transactions over a link: request/response matching, timeouts, retries, working counters.

@@ -1,0 +1,1 @@
+//! The EtherCAT frame and datagram format, as zero-copy views and owned representations.

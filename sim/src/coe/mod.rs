@@ -1,0 +1,1 @@
+//! A CoE server on a simulated terminal's mailbox: SDOs, SDO information, emergencies.

@@ -1,0 +1,1 @@
+//! Fault injection, switchable at run time: lost, corrupt and delayed frames, silent or failing terminals, link down.

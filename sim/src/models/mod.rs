@@ -1,0 +1,1 @@
+//! Physical behaviour models behind terminals: loop-backs, analog wiring, stepper motors, counters.

@@ -1,0 +1,1 @@
+//! Serving a simulated bus on a network interface through an AF_PACKET socket.

@@ -1,0 +1,1 @@
+//! Reading the SII EEPROM image a simulated terminal is built from.

@@ -1,0 +1,1 @@
+//! The TOML topology: terminal order, EEPROM images, models and wiring.
