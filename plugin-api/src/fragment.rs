@@ -1,1 +1,0 @@
-//! The fragment format: what a plugin hands to the host's linker.
