@@ -235,8 +235,14 @@ pub struct Fragment {
     /// Whether the fragment reads the cycle time at `r10 - 8` (the prologue then
     /// reads the clock).
     pub uses_cycle_time: bool,
+    /// Whether the fragment sets r0 to a verdict before leaving (an early `exit` in a
+    /// standalone program); a sync group refuses such fragments.
+    pub sets_verdict: bool,
     /// Bytes of stack the fragment uses below its frame base (a multiple of 8).
     pub frame_size: u32,
+    /// End (exclusive) of the furthest fixed-offset packet access, `r9`-relative, made
+    /// without a relocation (generic XDP programs).
+    pub fixed_packet_len: u32,
     /// Every variable the fragment touches; relocations index this list.
     pub vars: Vec<VarDecl>,
     /// The instructions, with final registers, as kernel slots.
