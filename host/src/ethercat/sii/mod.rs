@@ -1,1 +1,18 @@
 //! The SII EEPROM: reading it over the ESC and parsing its categories.
+//!
+//! - [`image`]: sans-IO parsing of a whole image into [`SiiImage`] (header, strings,
+//!   general, FMMU, SyncManager, FMMU-extended, sync unit, PDOs, DC), with damage
+//!   reported as warnings.
+//! - [`category`]: the decoded category types.
+//! - [`eeprom`]: the ESC EEPROM interface (registers 0x0500..0x050F) over
+//!   [`StationIo`](crate::ethercat::station_io::StationIo): reading the image, writing
+//!   the alias and serial number.
+
+pub mod category;
+pub mod image;
+
+pub use category::{
+    DcMode, FmmuUsage, General, Identity, MailboxProtocols, PdoDirection, SiiHeader, SiiPdo,
+    SiiPdoEntry, SiiSyncManager, SmType,
+};
+pub use image::{SiiError, SiiImage, SiiString, SiiWarning, header_checksum};
