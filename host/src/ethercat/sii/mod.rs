@@ -9,10 +9,12 @@
 //!   the alias and serial number.
 
 pub mod category;
+pub mod eeprom;
 pub mod image;
 
 pub use category::{
     DcMode, FmmuUsage, General, Identity, MailboxProtocols, PdoDirection, SiiHeader, SiiPdo,
     SiiPdoEntry, SiiSyncManager, SmType,
 };
+pub use eeprom::{Eeprom, EepromError, EepromOptions, read_sii};
 pub use image::{SiiError, SiiImage, SiiString, SiiWarning, header_checksum};
