@@ -1,0 +1,208 @@
+//! The application ("firmware") of a simulated terminal built on an object dictionary:
+//! CoE on the mailbox (if the terminal has one), process data laid out by the PDO
+//! objects, outputs handed to the [`Plant`](crate::models::Plant) and inputs taken from it.
+
+use super::dictionary::{AccessState, ObjectDictionary};
+use super::pdo::{self, LayoutError, ProcessDataLayout};
+use super::server::{CoeServer, Emergency};
+use crate::app::{
+    AlState, AlStatusCode, MailboxOutbox, PdDirection, PdSm, TerminalApp, Transition, al_status,
+    check_process_data_sms, mailbox_error,
+};
+use crate::coe::mailbox::HEADER_LEN;
+use crate::models::{PlantHandle, Signal};
+
+/// Emergency error code sent when the SM watchdog takes the terminal out of OP: "EtherCAT
+/// state machine transition error", data = the AL status code. ETG.1000.6 table 50.
+pub const EMERGENCY_AL_TRANSITION: u16 = 0xA000;
+
+/// A terminal application over an object dictionary.
+#[derive(Debug)]
+pub struct DictionaryTerminal {
+    position: usize,
+    od: ObjectDictionary,
+    coe: Option<CoeServer>,
+    plant: PlantHandle,
+    state: AlState,
+    pending_emergency: Option<Emergency>,
+}
+
+impl DictionaryTerminal {
+    /// The terminal at bus `position` with dictionary `od`; `coe` says whether it answers
+    /// CoE on its mailbox; outputs and inputs go through `plant`.
+    pub fn new(position: usize, od: ObjectDictionary, coe: bool, plant: PlantHandle) -> Self {
+        let coe = coe.then(|| CoeServer::new(od.clone(), 128));
+        Self {
+            position,
+            od,
+            coe,
+            plant,
+            state: AlState::Init,
+            pending_emergency: None,
+        }
+    }
+
+    /// The dictionary (the CoE server's copy when the terminal has one).
+    pub fn dictionary(&self) -> &ObjectDictionary {
+        match &self.coe {
+            Some(c) => c.dictionary(),
+            None => &self.od,
+        }
+    }
+
+    fn dictionary_mut(&mut self) -> &mut ObjectDictionary {
+        match &mut self.coe {
+            Some(c) => c.dictionary_mut(),
+            None => &mut self.od,
+        }
+    }
+
+    /// The process-data layout the PDO objects currently describe.
+    pub fn layout(&self) -> Result<ProcessDataLayout, LayoutError> {
+        ProcessDataLayout::from_dictionary(self.dictionary())
+    }
+}
+
+impl TerminalApp for DictionaryTerminal {
+    fn process_data_layout(&self) -> Vec<PdSm> {
+        self.layout()
+            .unwrap_or_default()
+            .sms
+            .iter()
+            .map(|l| PdSm {
+                sm: l.sm,
+                direction: if l.outputs {
+                    PdDirection::Outputs
+                } else {
+                    PdDirection::Inputs
+                },
+                bytes: u16::try_from(l.byte_len()).unwrap_or(u16::MAX),
+            })
+            .collect()
+    }
+
+    fn check_transition(&mut self, _now_ns: u64, t: Transition<'_>) -> Result<(), AlStatusCode> {
+        if t.from == AlState::PreOp && t.to == AlState::SafeOp {
+            if let Err(e) = self.layout() {
+                let pdo = match e {
+                    LayoutError::MissingPdo { pdo, .. } | LayoutError::MissingEntry { pdo, .. } => {
+                        pdo
+                    }
+                };
+                return Err(if pdo < 0x1A00 {
+                    al_status::INVALID_OUTPUT_MAPPING
+                } else {
+                    al_status::INVALID_INPUT_MAPPING
+                });
+            }
+            check_process_data_sms(&self.process_data_layout(), t.sms)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn state_changed(&mut self, _now_ns: u64, _from: AlState, to: AlState) {
+        self.state = to;
+        if to == AlState::Init {
+            if let Some(c) = &mut self.coe {
+                c.reset();
+            }
+        }
+    }
+
+    fn mailbox_received(&mut self, _now_ns: u64, message: &[u8], outbox: &mut MailboxOutbox) {
+        let state = AccessState::from_al_state(self.state.code());
+        let Some(coe) = &mut self.coe else {
+            outbox.push_error(mailbox_error::UNSUPPORTED_PROTOCOL);
+            return;
+        };
+        coe.set_mailbox_in_size(outbox.max_data_len() + HEADER_LEN);
+        coe.handle(message, state);
+        while let Some(reply) = coe.pop_reply() {
+            // The outbox numbers messages itself: hand over type and data only.
+            let kind = reply.get(5).copied().unwrap_or(0) & 0x0F;
+            outbox.push(kind, reply.get(HEADER_LEN..).unwrap_or(&[]));
+        }
+    }
+
+    fn poll(&mut self, _now_ns: u64, outbox: &mut MailboxOutbox) {
+        if let (Some(e), Some(coe)) = (self.pending_emergency.take(), &mut self.coe) {
+            coe.queue_emergency(e);
+            while let Some(reply) = coe.pop_reply() {
+                let kind = reply.get(5).copied().unwrap_or(0) & 0x0F;
+                outbox.push(kind, reply.get(HEADER_LEN..).unwrap_or(&[]));
+            }
+        }
+    }
+
+    fn outputs_written(&mut self, now_ns: u64, sm: u8, data: &[u8]) {
+        let Ok(layout) = self.layout() else { return };
+        let Some(sm_layout) = layout.sm(sm) else {
+            return;
+        };
+        let changed = pdo::unpack(sm_layout, data, self.dictionary_mut());
+        let mut plant = self.plant.lock();
+        for (index, sub, value) in changed {
+            plant.apply_output(now_ns, Signal::new(self.position, index, sub), value, false);
+        }
+    }
+
+    fn fill_inputs(&mut self, now_ns: u64, sm: u8, data: &mut [u8]) {
+        let Ok(layout) = self.layout() else { return };
+        let Some(sm_layout) = layout.sm(sm) else {
+            return;
+        };
+        {
+            let mut plant = self.plant.lock();
+            plant.advance(now_ns);
+            let position = self.position;
+            let updates: Vec<(u16, u8, u64)> = sm_layout
+                .entries
+                .iter()
+                .filter_map(|p| {
+                    plant
+                        .input(Signal::new(position, p.index, p.sub))
+                        .map(|v| (p.index, p.sub, v))
+                })
+                .collect();
+            drop(plant);
+            let od = self.dictionary_mut();
+            for (index, sub, v) in updates {
+                od.set_value_u64(index, sub, v);
+            }
+        }
+        let packed = pdo::pack(sm_layout, self.dictionary());
+        let n = packed.len().min(data.len());
+        data[..n].copy_from_slice(&packed[..n]);
+    }
+
+    fn outputs_safe(&mut self, now_ns: u64) {
+        if self.state == AlState::Op {
+            // Still in OP: the SM watchdog fired, not a requested transition.
+            self.pending_emergency = Some(Emergency {
+                error_code: EMERGENCY_AL_TRANSITION,
+                error_register: 0x11,
+                data: {
+                    let c = al_status::SM_WATCHDOG.to_le_bytes();
+                    [c[0], c[1], 0, 0, 0]
+                },
+            });
+        }
+        let Ok(layout) = self.layout() else { return };
+        let position = self.position;
+        let mut safe = Vec::new();
+        for l in layout.sms.iter().filter(|l| l.outputs) {
+            for p in l.entries.iter().filter(|p| p.index != 0) {
+                safe.push((p.index, p.sub));
+            }
+        }
+        let od = self.dictionary_mut();
+        for (index, sub) in &safe {
+            od.set_value_u64(*index, *sub, 0);
+        }
+        let mut plant = self.plant.lock();
+        for (index, sub) in safe {
+            plant.apply_output(now_ns, Signal::new(position, index, sub), 0, true);
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The dictionary-based terminal application: process-data layouts derived from the SII
+//! agree with the SII's own PDO sizes, recorded dictionaries give the real EL7041 layout,
+//! and outputs/inputs flow through the plant with the output log.
+
+use std::path::PathBuf;
+
+use ferrocat_sim::app::{BasicApp, PdDirection, TerminalApp};
+use ferrocat_sim::coe::ObjectDictionary;
+use ferrocat_sim::coe::from_sii::{dictionary_from_sii, name_from_sii};
+use ferrocat_sim::coe::terminal::DictionaryTerminal;
+use ferrocat_sim::models::{Model, PlantHandle, Signal};
+use ferrocat_sim::sii::Sii;
+
+fn testdata() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")
+}
+
+fn sii(name: &str) -> Sii {
+    Sii::load(&testdata().join("eeprom").join(name)).expect("eeprom")
+}
+
+#[test]
+fn sii_derived_layouts_match_the_sii_pdo_sizes() {
+    for name in [
+        "ek1100.bin",
+        "el2004.bin",
+        "el2828.bin",
+        "el2889.bin",
+        "el2262.bin",
+    ] {
+        let s = sii(name);
+        let t = DictionaryTerminal::new(0, dictionary_from_sii(&s), false, PlantHandle::default());
+        assert_eq!(
+            t.process_data_layout(),
+            BasicApp::from_sii(&s).process_data_layout(),
+            "{name}"
+        );
+        let od = t.dictionary();
+        assert_eq!(
+            od.value_u64(0x1018, 1),
+            Some(u64::from(s.vendor_id)),
+            "{name}"
+        );
+        assert_eq!(
+            od.value_u64(0x1018, 2),
+            Some(u64::from(s.product_code)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn recorded_el7041_dictionary_gives_the_real_layout() {
+    let s = sii("el7041.bin");
+    let mut od =
+        ObjectDictionary::from_json_file(&testdata().join("sdo/el7041.json")).expect("json");
+    name_from_sii(&mut od, &s);
+    let t = DictionaryTerminal::new(6, od, true, PlantHandle::default());
+    let layout = t.process_data_layout();
+    let bytes = |dir| {
+        layout
+            .iter()
+            .filter(|l| l.direction == dir)
+            .map(|l| l.bytes)
+            .sum::<u16>()
+    };
+    // 0x1600 (4) + 0x1602 (2) + 0x1604 (2); 0x1A00 (6) + 0x1A03 (2).
+    assert_eq!(bytes(PdDirection::Outputs), 8);
+    assert_eq!(bytes(PdDirection::Inputs), 8);
+    let l = t.layout().expect("layout");
+    let (sm, velocity) = l.find(0x7010, 0x21).expect("velocity mapped");
+    assert_eq!((sm, velocity.bit_offset, velocity.bit_len), (2, 48, 16));
+    let (sm, encoder) = l.find(0x6000, 0x11).expect("encoder mapped");
+    assert_eq!((sm, encoder.bit_offset, encoder.bit_len), (3, 16, 16));
+}
+
+#[test]
+fn outputs_are_logged_and_wired_back_as_inputs() {
+    let s = sii("el7041.bin");
+    let od = ObjectDictionary::from_json_file(&testdata().join("sdo/el7041.json")).expect("json");
+    let velocity = Signal::new(0, 0x7010, 0x21);
+    let plant = PlantHandle::new(vec![Model::Stepper(ferrocat_sim::models::Stepper {
+        velocity,
+        enable: Some(Signal::new(0, 0x7010, 0x01)),
+        encoder: Signal::new(0, 0x6000, 0x11),
+        counts_per_second: 10_000.0,
+        position: 0.0,
+        low_limit_input: Some(Signal::new(0, 0x6010, 0x0C)),
+        low_limit: -1000.0,
+        high_limit_input: Some(Signal::new(0, 0x6010, 0x0D)),
+        high_limit: 1000.0,
+        ready_inputs: vec![],
+    })]);
+    let _ = s;
+    let mut t = DictionaryTerminal::new(0, od, true, plant.clone());
+    let mut inputs = [0u8; 8];
+    t.fill_inputs(0, 3, &mut inputs);
+    // Enable (0x7010:01 = bit 32) and half speed forward.
+    let mut outputs = [0u8; 8];
+    outputs[4] = 0x01;
+    outputs[6..8].copy_from_slice(&16384i16.to_le_bytes());
+    t.outputs_written(0, 2, &outputs);
+    t.fill_inputs(100_000_000, 3, &mut inputs);
+    let encoder = u16::from_le_bytes([inputs[2], inputs[3]]);
+    assert_eq!(encoder, 500, "10000 counts/s * 0.5 * 0.1 s");
+    let log = plant.output_log();
+    assert!(
+        log.iter()
+            .any(|e| e.signal == velocity && e.value == 16384 && e.time_ns == 0)
+    );
+    t.outputs_safe(200_000_000);
+    let log = plant.output_log();
+    let last = log
+        .iter()
+        .rev()
+        .find(|e| e.signal == velocity)
+        .expect("logged");
+    assert!(last.safe_state && last.value == 0);
+}
