@@ -1,11 +1,31 @@
 //! The `ebpf!` DSL: device logic written as ordinary Rust, lowered to calls of the
-//! builder in `ferrocat_plugin_api::ebpf`.
+//! builder in `ferrocat_plugin_api::ebpf::builder`.
+//!
+//! The rules are in [`lower`](mod@lower) and in `docs/dsl.md`; this file is only the
+//! proc-macro entry point.
+
+mod lower;
 
 use proc_macro::TokenStream;
 
 /// Lowers a block of Rust-like device logic to eBPF builder calls.
+///
+/// ```ignore
+/// ebpf! { b =>
+///     let speed = self.target - self.encoder;
+///     if speed.abs() > self.deadband && self.enabled {
+///         self.velocity = speed;
+///     } else {
+///         self.velocity = 0;
+///     }
+/// }
+/// ```
+///
+/// Run-time `if`/`else if`/`else`, comparisons, `&&`/`||`/`!`, assignments, compound
+/// assignments and `let` temporaries become builder calls; arithmetic and calls pass
+/// through; `if let` and `match` stay generation-time Rust; loops and `return` are
+/// compile errors. `b =>` names the builder (needed for `let`).
 #[proc_macro]
 pub fn ebpf(input: TokenStream) -> TokenStream {
-    let _ = input;
-    TokenStream::new()
+    lower::lower(input.into()).into()
 }
