@@ -10,5 +10,6 @@ pub mod pdo;
 pub mod registers;
 pub mod sii;
 pub mod station_io;
+pub mod topology;
 pub mod transport;
 pub mod wire;
