@@ -7,4 +7,4 @@
 pub mod ebpf;
 pub mod fragment;
 
-pub use ferrocat_plugin_api_macros::ebpf;
+pub use ferrocat_plugin_api_macros::{device, ebpf};

@@ -4,6 +4,7 @@
 //! The rules are in [`lower`](mod@lower) and in `docs/dsl.md`; this file is only the
 //! proc-macro entry point.
 
+mod device;
 mod lower;
 
 use proc_macro::TokenStream;
@@ -28,4 +29,25 @@ use proc_macro::TokenStream;
 #[proc_macro]
 pub fn ebpf(input: TokenStream) -> TokenStream {
     lower::lower(input.into()).into()
+}
+
+/// Declares a device's variables once, like the seed's class attributes: the struct of
+/// `Var<'b>` handles and its `declare(b, present)` constructor.
+///
+/// ```ignore
+/// device! {
+///     /// A stepper motor.
+///     pub struct Motor {
+///         velocity: terminal("stepper", I16),
+///         reduced_current: Option<terminal("stepper", Bool)>,
+///         target: device(I64),
+///     }
+/// }
+/// let motor = Motor::declare(&b, &|_| true);
+/// ```
+///
+/// See `docs/dsl.md` for every field form.
+#[proc_macro]
+pub fn device(input: TokenStream) -> TokenStream {
+    device::expand(input.into()).into()
 }
