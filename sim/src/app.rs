@@ -488,6 +488,13 @@ pub trait TerminalApp: Send + fmt::Debug {
 
     /// Outputs must go to their safe state: the SM watchdog expired, or the state left OP.
     fn outputs_safe(&mut self, now_ns: u64);
+
+    /// The terminal was power-cycled: forget volatile settings (e.g. a PDO assignment the
+    /// master wrote over CoE) as the firmware would on a cold start. The ESC calls
+    /// [`outputs_safe`](Self::outputs_safe) first.
+    fn power_cycled(&mut self, now_ns: u64) {
+        let _ = now_ns;
+    }
 }
 
 /// The application of a terminal without a mailbox (EK1100, EL1004, EL2004, …): the

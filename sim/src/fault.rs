@@ -1,1 +1,212 @@
-//! Fault injection, switchable at run time: lost, corrupt and delayed frames, silent or failing terminals, link down.
+//! Fault injection, switchable at run time: lost, corrupt and delayed frames, silent or
+//! failing terminals, link down.
+//!
+//! A [`Faults`] handle is cheap to clone and shared across threads: a test or the CLI
+//! changes it while a bus is being served, the segment consults it for every frame.
+//! Random choices come from a seeded generator, so a test run is reproducible.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::app::{AlState, AlStatusCode};
+
+/// A one-shot action on a terminal, applied before the next frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TerminalFault {
+    /// Power-cycle: back to INIT with registers at their reset values.
+    PowerCycle,
+    /// Fall back to `state` with the error flag and `code` (e.g. SAFE-OP, 0x001A).
+    FallBack {
+        /// State to fall back to.
+        state: AlState,
+        /// AL status code to report.
+        code: AlStatusCode,
+    },
+}
+
+/// The fault settings in force.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FaultSettings {
+    /// Fraction (0..1) of frames lost.
+    pub drop_ratio: f64,
+    /// Fraction of replies in which one random bit of the EtherCAT payload is flipped.
+    pub corrupt_ratio: f64,
+    /// Fraction of replies held back by `delay_ns`.
+    pub delay_ratio: f64,
+    /// The extra delay of a delayed reply.
+    pub delay_ns: u64,
+    /// No frame passes at all (cable pulled at the master).
+    pub link_down: bool,
+    /// The terminal at this position and all after it stop answering: the one before it
+    /// closes its port, as when a terminal loses power.
+    pub silent_from: Option<usize>,
+}
+
+#[derive(Debug)]
+struct FaultState {
+    settings: FaultSettings,
+    pending: Vec<(usize, TerminalFault)>,
+    rng: u64,
+}
+
+/// A shareable, run-time switchable set of faults.
+#[derive(Clone, Debug)]
+pub struct Faults {
+    inner: Arc<Mutex<FaultState>>,
+}
+
+impl Default for Faults {
+    fn default() -> Faults {
+        Faults::new(0x5EED_CAFE_F00D_0001)
+    }
+}
+
+/// What the fault settings decide for one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FrameFate {
+    /// The frame is lost.
+    pub drop: bool,
+    /// Flip this bit (index into the EtherCAT payload, modulo its length).
+    pub corrupt_bit: Option<u64>,
+    /// Hold the reply back this long.
+    pub delay_ns: u64,
+}
+
+impl Faults {
+    /// No faults; `seed` drives the random choices.
+    pub fn new(seed: u64) -> Faults {
+        Faults {
+            inner: Arc::new(Mutex::new(FaultState {
+                settings: FaultSettings::default(),
+                pending: Vec::new(),
+                rng: seed | 1,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FaultState> {
+        // A panic elsewhere while holding the lock leaves plain data: keep using it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> FaultSettings {
+        self.lock().settings.clone()
+    }
+
+    /// Replaces all settings.
+    pub fn set(&self, settings: FaultSettings) {
+        self.lock().settings = settings;
+    }
+
+    /// Loses a fraction (0..1) of frames.
+    pub fn set_drop_ratio(&self, ratio: f64) {
+        self.lock().settings.drop_ratio = ratio.clamp(0.0, 1.0);
+    }
+
+    /// Corrupts one bit in a fraction of replies.
+    pub fn set_corrupt_ratio(&self, ratio: f64) {
+        self.lock().settings.corrupt_ratio = ratio.clamp(0.0, 1.0);
+    }
+
+    /// Delays a fraction of replies by `delay_ns`.
+    pub fn set_delay(&self, ratio: f64, delay_ns: u64) {
+        let mut s = self.lock();
+        s.settings.delay_ratio = ratio.clamp(0.0, 1.0);
+        s.settings.delay_ns = delay_ns;
+    }
+
+    /// Pulls or plugs the cable at the master.
+    pub fn set_link_down(&self, down: bool) {
+        self.lock().settings.link_down = down;
+    }
+
+    /// Makes the terminal at `position` (and every one after it) stop answering; `None`
+    /// restores them.
+    pub fn set_silent_from(&self, position: Option<usize>) {
+        self.lock().settings.silent_from = position;
+    }
+
+    /// Queues a one-shot action on the terminal at `position`.
+    pub fn inject(&self, position: usize, fault: TerminalFault) {
+        self.lock().pending.push((position, fault));
+    }
+
+    /// Removes and returns the queued one-shot actions.
+    pub fn take_pending(&self) -> Vec<(usize, TerminalFault)> {
+        std::mem::take(&mut self.lock().pending)
+    }
+
+    /// Decides the fate of one frame (link state and silent terminals are read separately
+    /// through [`Faults::settings`]).
+    pub fn roll(&self) -> FrameFate {
+        let mut s = self.lock();
+        let settings = s.settings.clone();
+        let mut fate = FrameFate::default();
+        if settings.drop_ratio > 0.0 && s.next_unit() < settings.drop_ratio {
+            fate.drop = true;
+        }
+        if settings.corrupt_ratio > 0.0 && s.next_unit() < settings.corrupt_ratio {
+            fate.corrupt_bit = Some(s.next_u64());
+        }
+        if settings.delay_ratio > 0.0 && s.next_unit() < settings.delay_ratio {
+            fate.delay_ns = settings.delay_ns;
+        }
+        fate
+    }
+
+    /// Whether any fault is configured or pending (lets the segment skip the work).
+    pub fn any(&self) -> bool {
+        let s = self.lock();
+        s.settings != FaultSettings::default() || !s.pending.is_empty()
+    }
+}
+
+impl FaultState {
+    fn next_u64(&mut self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn next_unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_respected_and_reproducible() {
+        let f = Faults::new(42);
+        f.set_drop_ratio(0.25);
+        let drops = (0..10_000).filter(|_| f.roll().drop).count();
+        assert!((2_000..3_000).contains(&drops), "{drops}");
+        let g = Faults::new(42);
+        g.set_drop_ratio(0.25);
+        let drops2 = (0..10_000).filter(|_| g.roll().drop).count();
+        assert_eq!(drops, drops2);
+        f.set_drop_ratio(0.0);
+        assert!(!(0..1000).any(|_| f.roll().drop));
+    }
+
+    #[test]
+    fn handle_is_shared_across_threads() {
+        let f = Faults::default();
+        let g = f.clone();
+        std::thread::spawn(move || {
+            g.set_link_down(true);
+            g.inject(2, TerminalFault::PowerCycle);
+        })
+        .join()
+        .expect("thread");
+        assert!(f.settings().link_down);
+        assert_eq!(f.take_pending(), vec![(2, TerminalFault::PowerCycle)]);
+        assert!(f.take_pending().is_empty());
+    }
+}

@@ -1,1 +1,441 @@
 //! A chain of terminals processing each frame in order, as on the wire.
+//!
+//! [`Segment::process`] takes one Ethernet frame as the master sent it and turns it into
+//! the frame the master receives back: each terminal in order handles every datagram
+//! (addressing, register and logical access, working counter), then the first terminal's
+//! port 0 sets the locally-administered bit of the source MAC. The rules and the capture
+//! frames they come from are listed in `sim/NOTES-core.md`.
+
+use std::path::Path;
+
+use crate::app::BasicApp;
+use crate::esc::{Esc, EscConfig, LogicalCommand, ReadMode};
+use crate::fault::{Faults, TerminalFault};
+use crate::sii::{Sii, SiiError};
+use crate::wiretime::WireTime;
+
+/// EtherType of EtherCAT frames, ETG.1000.4 5.2.
+pub const ETHERTYPE_ETHERCAT: u16 = 0x88A4;
+/// EtherType of an IEEE 802.1Q VLAN tag.
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+/// EtherCAT frame header type for datagrams (DLPDU), ETG.1000.4 table 8.
+pub const ECAT_TYPE_DATAGRAMS: u16 = 1;
+/// Size of a datagram header (cmd, idx, address, length, irq), ETG.1000.4 table 9.
+pub const DATAGRAM_HEADER_LEN: usize = 10;
+/// Size of the working counter after a datagram's data.
+pub const WKC_LEN: usize = 2;
+/// Bit 1 of the source MAC's first byte: set by port 0 of the first terminal on every
+/// EtherCAT frame it returns (ek1100-el2828-el2889.pcapng: 10:10:.. → 12:10:..;
+/// twincat-run-ek1100-el1004.pcapng: 00:.. → 02:..; soem-sdinfo: 01:.. → 03:..).
+pub const SOURCE_MAC_PROCESSED_BIT: u8 = 0x02;
+
+/// Datagram commands, ETG.1000.4 table 12.
+pub mod command {
+    /// No operation.
+    pub const NOP: u8 = 0;
+    /// Auto-increment physical read.
+    pub const APRD: u8 = 1;
+    /// Auto-increment physical write.
+    pub const APWR: u8 = 2;
+    /// Auto-increment physical read-write.
+    pub const APRW: u8 = 3;
+    /// Configured address physical read.
+    pub const FPRD: u8 = 4;
+    /// Configured address physical write.
+    pub const FPWR: u8 = 5;
+    /// Configured address physical read-write.
+    pub const FPRW: u8 = 6;
+    /// Broadcast read.
+    pub const BRD: u8 = 7;
+    /// Broadcast write.
+    pub const BWR: u8 = 8;
+    /// Broadcast read-write.
+    pub const BRW: u8 = 9;
+    /// Logical read.
+    pub const LRD: u8 = 10;
+    /// Logical write.
+    pub const LWR: u8 = 11;
+    /// Logical read-write.
+    pub const LRW: u8 = 12;
+    /// Auto-increment read, multiple write.
+    pub const ARMW: u8 = 13;
+    /// Configured address read, multiple write.
+    pub const FRMW: u8 = 14;
+}
+
+/// What became of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameOutcome {
+    /// The frame (modified in place) returns to the master after `delay_ns` (the wire
+    /// time plus any injected delay).
+    Reply {
+        /// When the reply is due, relative to the time the frame was sent.
+        delay_ns: u64,
+    },
+    /// The frame is lost (link down, injected loss, or malformed EtherCAT frame, which the
+    /// ESC invalidates and counts in 0x0300).
+    Lost,
+    /// Not an EtherCAT frame: with DL control bit 0 set (reset value) terminals forward it
+    /// unmodified, so it comes back unchanged; a server may choose not to echo it.
+    NotEtherCat,
+}
+
+/// Why a frame could not be processed (counted, never a panic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Shorter than an Ethernet header plus EtherCAT header.
+    #[error("frame of {0} bytes is too short for Ethernet + EtherCAT headers")]
+    TooShort(usize),
+    /// The EtherCAT header's length exceeds the frame.
+    #[error("EtherCAT header says {declared} bytes but only {available} follow")]
+    LengthMismatch {
+        /// Declared length.
+        declared: usize,
+        /// Bytes after the header.
+        available: usize,
+    },
+    /// A datagram runs past the end of the EtherCAT payload.
+    #[error("datagram {index} at byte {offset} runs past the end of the frame")]
+    DatagramOverrun {
+        /// Index of the datagram in the frame.
+        index: usize,
+        /// Its offset in the frame.
+        offset: usize,
+    },
+}
+
+/// Where a datagram sits in a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DatagramSpan {
+    /// Offset of the datagram header in the frame.
+    header: usize,
+    /// Data length.
+    len: usize,
+}
+
+/// Where the EtherCAT payload and its datagrams are in `frame`, or why not.
+fn parse_frame(frame: &[u8], spans: &mut Vec<DatagramSpan>) -> Result<Option<()>, FrameError> {
+    spans.clear();
+    if frame.len() < 14 {
+        return Err(FrameError::TooShort(frame.len()));
+    }
+    let mut at = 12;
+    let mut ethertype = u16::from_be_bytes([frame[at], frame[at + 1]]);
+    if ethertype == ETHERTYPE_VLAN {
+        at += 4;
+        if frame.len() < at + 2 {
+            return Err(FrameError::TooShort(frame.len()));
+        }
+        ethertype = u16::from_be_bytes([frame[at], frame[at + 1]]);
+    }
+    if ethertype != ETHERTYPE_ETHERCAT {
+        return Ok(None);
+    }
+    at += 2;
+    let Some(h) = frame.get(at..at + 2) else {
+        return Err(FrameError::TooShort(frame.len()));
+    };
+    let header = u16::from_le_bytes([h[0], h[1]]);
+    if header >> 12 != ECAT_TYPE_DATAGRAMS {
+        // Other EtherCAT frame types (network variables, mailbox gateway) are forwarded.
+        return Ok(None);
+    }
+    let declared = usize::from(header & 0x07FF);
+    at += 2;
+    let available = frame.len() - at;
+    if declared > available {
+        return Err(FrameError::LengthMismatch {
+            declared,
+            available,
+        });
+    }
+    let end = at + declared;
+    let mut index = 0;
+    loop {
+        if at + DATAGRAM_HEADER_LEN > end {
+            return Err(FrameError::DatagramOverrun { index, offset: at });
+        }
+        let lenw = u16::from_le_bytes([frame[at + 6], frame[at + 7]]);
+        let len = usize::from(lenw & 0x07FF);
+        if at + DATAGRAM_HEADER_LEN + len + WKC_LEN > end {
+            return Err(FrameError::DatagramOverrun { index, offset: at });
+        }
+        spans.push(DatagramSpan { header: at, len });
+        at += DATAGRAM_HEADER_LEN + len + WKC_LEN;
+        index += 1;
+        if lenw & 0x8000 == 0 {
+            break;
+        }
+    }
+    Ok(Some(()))
+}
+
+/// A chain of simulated terminals (position 0 is next to the master).
+#[derive(Debug, Default)]
+pub struct Segment {
+    terminals: Vec<Esc>,
+    wire: WireTime,
+    faults: Faults,
+    spans: Vec<DatagramSpan>,
+    silent_from: Option<usize>,
+    last_error: Option<FrameError>,
+}
+
+impl Segment {
+    /// An empty segment (frames come back with working counter 0).
+    pub fn new() -> Segment {
+        Segment::default()
+    }
+
+    /// A segment of terminals without firmware ([`BasicApp`]) built from EEPROM files,
+    /// in order.
+    pub fn from_eeprom_files<P: AsRef<Path>>(paths: &[P]) -> Result<Segment, SiiError> {
+        let mut seg = Segment::new();
+        for p in paths {
+            let sii = Sii::load(p.as_ref())?;
+            seg.push(basic_terminal(sii));
+        }
+        Ok(seg)
+    }
+
+    /// Appends a terminal at the end of the chain.
+    pub fn push(&mut self, esc: Esc) {
+        self.terminals.push(esc);
+        self.update_topology();
+    }
+
+    /// The terminals in order.
+    pub fn terminals(&self) -> &[Esc] {
+        &self.terminals
+    }
+
+    /// Terminal `i`.
+    pub fn terminal(&self, i: usize) -> Option<&Esc> {
+        self.terminals.get(i)
+    }
+
+    /// Terminal `i`, mutable.
+    pub fn terminal_mut(&mut self, i: usize) -> Option<&mut Esc> {
+        self.terminals.get_mut(i)
+    }
+
+    /// Number of terminals.
+    pub fn len(&self) -> usize {
+        self.terminals.len()
+    }
+
+    /// Whether there is no terminal.
+    pub fn is_empty(&self) -> bool {
+        self.terminals.is_empty()
+    }
+
+    /// The fault handle (clone it to switch faults from another thread).
+    pub fn faults(&self) -> Faults {
+        self.faults.clone()
+    }
+
+    /// Uses `faults` as the fault handle.
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.faults = faults;
+    }
+
+    /// The wire-time model.
+    pub fn wire_time(&self) -> &WireTime {
+        &self.wire
+    }
+
+    /// Sets the wire-time model.
+    pub fn set_wire_time(&mut self, wire: WireTime) {
+        self.wire = wire;
+        self.update_topology();
+    }
+
+    /// Why the last lost frame was malformed, if it was.
+    pub fn last_error(&self) -> Option<FrameError> {
+        self.last_error
+    }
+
+    fn reachable(&self) -> usize {
+        self.silent_from
+            .unwrap_or(self.terminals.len())
+            .min(self.terminals.len())
+    }
+
+    fn update_topology(&mut self) {
+        let n = self.reachable();
+        for (i, t) in self.terminals.iter_mut().enumerate() {
+            t.set_links([i < n, i + 1 < n, false, false]);
+            t.set_downstream_rtt_ns(self.wire.downstream_rtt_ns(i, n));
+        }
+    }
+
+    /// Advances every terminal's time without a frame (watchdogs, EEPROM busy).
+    pub fn advance(&mut self, now_ns: u64) {
+        for (i, t) in self.terminals.iter_mut().enumerate() {
+            t.advance(now_ns + self.wire.arrival_offset_ns(i));
+        }
+    }
+
+    fn apply_faults(&mut self, now_ns: u64) {
+        let settings = self.faults.settings();
+        if settings.silent_from != self.silent_from {
+            self.silent_from = settings.silent_from;
+            self.update_topology();
+        }
+        for (pos, fault) in self.faults.take_pending() {
+            let Some(t) = self.terminals.get_mut(pos) else {
+                continue;
+            };
+            match fault {
+                TerminalFault::PowerCycle => t.power_cycle(now_ns),
+                TerminalFault::FallBack { state, code } => t.fall_back(state, code),
+            }
+        }
+    }
+
+    /// Processes one frame sent by the master at bus time `now_ns`, in place.
+    pub fn process(&mut self, frame: &mut [u8], now_ns: u64) -> FrameOutcome {
+        let fate = if self.faults.any() || self.silent_from.is_some() {
+            self.apply_faults(now_ns);
+            if self.faults.settings().link_down {
+                return FrameOutcome::Lost;
+            }
+            self.faults.roll()
+        } else {
+            Default::default()
+        };
+        if fate.drop {
+            return FrameOutcome::Lost;
+        }
+        let mut spans = std::mem::take(&mut self.spans);
+        let parsed = parse_frame(frame, &mut spans);
+        let outcome = match parsed {
+            Err(e @ FrameError::TooShort(_)) => {
+                // Not even an Ethernet frame with an EtherCAT header: nothing to count.
+                self.last_error = Some(e);
+                FrameOutcome::Lost
+            }
+            Err(e) => {
+                // The first ESC invalidates the frame and counts it: 0x0300 (invalid frame
+                // counter port 0), ETG.1000.4 table 45.
+                self.last_error = Some(e);
+                if let Some(t) = self.terminals.first_mut() {
+                    t.count_rx_error(0);
+                }
+                FrameOutcome::Lost
+            }
+            Ok(None) => FrameOutcome::NotEtherCat,
+            Ok(Some(())) => {
+                let n = self.reachable();
+                for i in 0..n {
+                    let t_now = now_ns + self.wire.arrival_offset_ns(i);
+                    let esc = &mut self.terminals[i];
+                    esc.begin_frame(t_now);
+                    for span in &spans {
+                        process_datagram(esc, frame, *span);
+                    }
+                }
+                if n > 0 {
+                    frame[6] |= SOURCE_MAC_PROCESSED_BIT;
+                }
+                if let Some(bit) = fate.corrupt_bit {
+                    if let Some(first) = spans.first() {
+                        let start = first.header;
+                        let len = frame.len() - start;
+                        let b = (bit % (len as u64 * 8)) as usize;
+                        frame[start + b / 8] ^= 1 << (b % 8);
+                    }
+                }
+                FrameOutcome::Reply {
+                    delay_ns: self.wire.round_trip_ns(frame.len(), n) + fate.delay_ns,
+                }
+            }
+        };
+        self.spans = spans;
+        outcome
+    }
+}
+
+/// A terminal without firmware built from an EEPROM image: chip from the product code,
+/// [`BasicApp`] for process data.
+pub fn basic_terminal(sii: Sii) -> Esc {
+    let app = BasicApp::from_sii(&sii);
+    Esc::new(EscConfig::for_sii(&sii), sii, Box::new(app))
+}
+
+fn process_datagram(esc: &mut Esc, frame: &mut [u8], span: DatagramSpan) {
+    let h = span.header;
+    let cmd = frame[h];
+    let adp = u16::from_le_bytes([frame[h + 2], frame[h + 3]]);
+    let ado = u16::from_le_bytes([frame[h + 4], frame[h + 5]]);
+    let data_at = h + DATAGRAM_HEADER_LEN;
+    let wkc_at = data_at + span.len;
+    let (head, tail) = frame.split_at_mut(wkc_at);
+    let data = &mut head[data_at..];
+    let wkc_bytes = &mut tail[..WKC_LEN];
+    let mut wkc_inc: u16 = 0;
+    use command::*;
+    match cmd {
+        APRD | APWR | APRW | ARMW => {
+            let addressed = adp == 0;
+            // Every terminal increments the address (ETG.1000.4 5.3.2).
+            frame_set_adp(head, h, adp.wrapping_add(1));
+            let data = &mut head[data_at..];
+            wkc_inc = physical(esc, cmd, addressed, ado, data);
+        }
+        FPRD | FPWR | FPRW | FRMW => {
+            let addressed = adp == esc.station_address() || esc.active_alias() == Some(adp);
+            wkc_inc = physical(esc, cmd, addressed, ado, data);
+        }
+        BRD | BWR | BRW => {
+            frame_set_adp(head, h, adp.wrapping_add(1));
+            let data = &mut head[data_at..];
+            wkc_inc = match cmd {
+                BRD => u16::from(esc.read(ado, data, ReadMode::Or)),
+                BWR => u16::from(esc.write(ado, data)),
+                _ => esc.read_write(ado, data, ReadMode::Or),
+            };
+        }
+        LRD | LWR | LRW => {
+            let lad = u32::from(adp) | (u32::from(ado) << 16);
+            let c = match cmd {
+                LRD => LogicalCommand::Read,
+                LWR => LogicalCommand::Write,
+                _ => LogicalCommand::ReadWrite,
+            };
+            wkc_inc = esc.logical(c, lad, data);
+        }
+        _ => {} // NOP and reserved commands pass untouched.
+    }
+    if wkc_inc != 0 {
+        let wkc = u16::from_le_bytes([wkc_bytes[0], wkc_bytes[1]]).wrapping_add(wkc_inc);
+        wkc_bytes.copy_from_slice(&wkc.to_le_bytes());
+    }
+}
+
+fn frame_set_adp(head: &mut [u8], h: usize, adp: u16) {
+    head[h + 2..h + 4].copy_from_slice(&adp.to_le_bytes());
+}
+
+fn physical(esc: &mut Esc, cmd: u8, addressed: bool, ado: u16, data: &mut [u8]) -> u16 {
+    use command::*;
+    match cmd {
+        APRD | FPRD if addressed => u16::from(esc.read(ado, data, ReadMode::Replace)),
+        APWR | FPWR if addressed => u16::from(esc.write(ado, data)),
+        APRW | FPRW if addressed => esc.read_write(ado, data, ReadMode::Replace),
+        // ARMW/FRMW: the addressed terminal reads, every other one writes
+        // (ek1100-el2828-el2889.pcapng frame 530: FRMW 0x0910 at the EK1100 gives 2 with
+        // the EL2828 lacking a system time).
+        ARMW | FRMW => {
+            if addressed {
+                u16::from(esc.read(ado, data, ReadMode::Replace))
+            } else {
+                u16::from(esc.write(ado, data))
+            }
+        }
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Unit tests of the ESC: registers, SyncManagers, FMMUs, watchdog, EEPROM, AL state machine.
