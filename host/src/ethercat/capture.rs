@@ -115,10 +115,10 @@ impl<W: Write + Send> FrameSink for PcapngSink<W> {
     }
 }
 
-/// A sink shared between the transport and its owner, so the owner can finish the
-/// capture after the transport has stopped.
+/// A sink shared between the transport and its owner, so the owner can take it back
+/// (and finish the file) while the transport may still hold a handle.
 #[derive(Debug)]
-pub struct SharedSink<S>(pub std::sync::Arc<std::sync::Mutex<S>>);
+pub struct SharedSink<S>(std::sync::Arc<std::sync::Mutex<Option<S>>>);
 
 impl<S> Clone for SharedSink<S> {
     fn clone(&self) -> Self {
@@ -126,10 +126,29 @@ impl<S> Clone for SharedSink<S> {
     }
 }
 
+impl<S> SharedSink<S> {
+    /// Share `sink`.
+    pub fn new(sink: S) -> SharedSink<S> {
+        SharedSink(std::sync::Arc::new(std::sync::Mutex::new(Some(sink))))
+    }
+
+    /// Take the sink back; frames recorded afterwards are dropped.
+    pub fn take(&self) -> Option<S> {
+        self.0.lock().ok().and_then(|mut g| g.take())
+    }
+
+    /// Run `f` on the sink, if it is still there.
+    pub fn with<R>(&self, f: impl FnOnce(&S) -> R) -> Option<R> {
+        self.0.lock().ok().and_then(|g| g.as_ref().map(f))
+    }
+}
+
 impl<S: FrameSink> FrameSink for SharedSink<S> {
     fn record(&mut self, direction: Direction, at: SystemTime, frame: &[u8]) {
-        if let Ok(mut s) = self.0.lock() {
-            s.record(direction, at, frame);
+        if let Ok(mut g) = self.0.lock() {
+            if let Some(s) = g.as_mut() {
+                s.record(direction, at, frame);
+            }
         }
     }
 }

@@ -1,1 +1,643 @@
-//! Bring-up of a bus: counting terminals, addresses, topology, states, distributed clocks.
+//! Bring-up of a bus: counting terminals, assigning station addresses (honouring
+//! aliases), reading ESC information, DL status and port topology, the SII identity,
+//! mailbox SyncManagers, AL state changes of all terminals and distributed clocks.
+//!
+//! Every step runs in a `tracing` span named after it, so `-v` on the command line shows
+//! the bring-up as it happens.
+
+use super::al::{self, AlError, AlState, AlStatus};
+use super::dc::{self, Latch};
+use super::registers::{self, features};
+use super::sii::SiiImage;
+use super::sii::category::Identity;
+use super::sii::eeprom::Eeprom;
+use super::topology::{self, Attachment, Ports, TopologyError};
+use super::transport::{Transport, TransportError};
+use super::wire::{Address, Command, DatagramRepr};
+use serde::Serialize;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// Station address given to the terminal at position 0 when it has no alias; the others
+/// follow in position order (the convention of ETG.1600 examples and most masters).
+pub const FIRST_STATION_ADDRESS: u16 = 0x1001;
+
+/// SyncManager control byte of the receive mailbox (master to terminal): mailbox mode,
+/// ECAT writes, AL event interrupt (ETG.1000.4 table 58: 0x26).
+pub const SM_CONTROL_MAILBOX_WRITE: u8 = 0x26;
+/// SyncManager control byte of the send mailbox (terminal to master): mailbox mode,
+/// ECAT reads, AL event interrupt (ETG.1000.4 table 58: 0x22).
+pub const SM_CONTROL_MAILBOX_READ: u8 = 0x22;
+/// SyncManager activate byte: enabled (ETG.1000.4 table 58).
+pub const SM_ENABLE: u8 = 0x01;
+
+/// What the ESC says about itself (registers 0x0000..0x0009, ETG.1000.4 table 32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct EscInfo {
+    /// ESC type.
+    pub kind: u8,
+    /// ESC revision.
+    pub revision: u8,
+    /// ESC build.
+    pub build: u16,
+    /// FMMUs supported.
+    pub fmmus: u8,
+    /// SyncManagers supported.
+    pub sync_managers: u8,
+    /// Process RAM in KiB.
+    pub ram_kib: u8,
+    /// Port descriptor.
+    pub port_descriptor: u8,
+    /// Feature bits (0x0008).
+    pub features: u16,
+}
+
+impl EscInfo {
+    fn parse(b: &[u8]) -> EscInfo {
+        let at = |i: usize| b.get(i).copied().unwrap_or(0);
+        EscInfo {
+            kind: at(0),
+            revision: at(1),
+            build: u16::from_le_bytes([at(2), at(3)]),
+            fmmus: at(4),
+            sync_managers: at(5),
+            ram_kib: at(6),
+            port_descriptor: at(7),
+            features: u16::from_le_bytes([at(8), at(9)]),
+        }
+    }
+
+    /// Whether the ESC has distributed clocks.
+    pub fn dc(&self) -> bool {
+        self.features & features::DC_SUPPORTED != 0
+    }
+}
+
+/// One terminal as the master found it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Terminal {
+    /// Position on the bus (auto-increment address), from 0.
+    pub position: u16,
+    /// Configured station address.
+    pub station: u16,
+    /// Station alias (register 0x0012, from SII word 4); 0 if none.
+    pub alias: u16,
+    /// Identity from the SII (zero if the SII could not be read).
+    pub identity: Identity,
+    /// Device name from the SII strings.
+    pub name: Option<String>,
+    /// ESC information.
+    pub esc: EscInfo,
+    /// DL status of the ports.
+    pub ports: Ports,
+    /// Where the terminal hangs off (None for the first terminal).
+    pub attachment: Option<Attachment>,
+    /// AL status when last read.
+    #[serde(serialize_with = "serialize_status")]
+    pub status: AlStatus,
+    /// Propagation delay from the reference clock, once DC is set up.
+    pub dc_delay_ns: Option<u32>,
+    /// Why the SII could not be read or parsed, if it could not.
+    pub sii_error: Option<String>,
+    /// The parsed SII.
+    #[serde(skip)]
+    pub sii: Option<SiiImage>,
+}
+
+fn serialize_status<S: serde::Serializer>(s: &AlStatus, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(&s.to_string())
+}
+
+/// Why bring-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// No terminal answered a broadcast read.
+    #[error("no EtherCAT terminal answered on the bus (broadcast read working counter 0)")]
+    NoTerminals,
+    /// A bus access of a bring-up step failed.
+    #[error("{step}: {source}")]
+    Transport {
+        /// The step, in words.
+        step: String,
+        /// The failure.
+        #[source]
+        source: TransportError,
+    },
+    /// The DL status of the terminals describes no tree.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// A state change failed.
+    #[error(transparent)]
+    Al(#[from] AlError),
+    /// A register access through the station interface failed.
+    #[error(transparent)]
+    Register(#[from] super::station_io::RegisterError),
+    /// The terminal count changed between the broadcast and the scan.
+    #[error("the bus changed during the scan: {0}")]
+    Changed(String),
+    /// A hook of the caller failed.
+    #[error("{step} of terminal 0x{station:04x}: {message}")]
+    Hook {
+        /// The step.
+        step: &'static str,
+        /// The terminal.
+        station: u16,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn step(step: impl Into<String>) -> impl FnOnce(TransportError) -> MasterError {
+    let step = step.into();
+    move |source| MasterError::Transport { step, source }
+}
+
+/// Options of the scan.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Read and parse each terminal's SII (identity, name, mailbox, PDOs).
+    pub read_sii: bool,
+}
+
+impl Default for ScanOptions {
+    fn default() -> ScanOptions {
+        ScanOptions { read_sii: true }
+    }
+}
+
+/// Distributed-clock options for bring-up.
+#[derive(Debug, Clone)]
+pub struct DcOptions {
+    /// Frames of static drift compensation (ETG.1000.4 §9.1.4 suggests thousands).
+    pub drift_frames: usize,
+    /// SYNC0 cycle for terminals whose SII describes DC modes, if any.
+    pub sync0: Option<Duration>,
+}
+
+impl Default for DcOptions {
+    fn default() -> DcOptions {
+        DcOptions {
+            drift_frames: 2000,
+            sync0: None,
+        }
+    }
+}
+
+/// The process image's outputs in their safe values, written in SAFE-OP before OP is
+/// requested (terminals refuse OP with AL status code 0x0019 without valid outputs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafeOutputs {
+    /// Logical start address of the image.
+    pub logical: u32,
+    /// The image: outputs at their safe values, inputs zero.
+    pub image: Vec<u8>,
+}
+
+/// The master of one bus.
+#[derive(Debug)]
+pub struct Master {
+    transport: Transport,
+    terminals: Vec<Terminal>,
+}
+
+/// Allocate station addresses: the alias where a terminal has a unique non-zero one,
+/// otherwise FIRST_STATION_ADDRESS + position, skipping addresses taken by aliases.
+pub fn assign_addresses(aliases: &[u16]) -> Vec<u16> {
+    let unique = |a: u16| a != 0 && aliases.iter().filter(|&&x| x == a).count() == 1;
+    let taken: Vec<u16> = aliases.iter().copied().filter(|&a| unique(a)).collect();
+    let mut next = FIRST_STATION_ADDRESS;
+    aliases
+        .iter()
+        .map(|&a| {
+            if unique(a) {
+                a
+            } else {
+                while taken.contains(&next) {
+                    next = next.wrapping_add(1);
+                }
+                let s = next;
+                next = next.wrapping_add(1);
+                s
+            }
+        })
+        .collect()
+}
+
+impl Master {
+    /// Count the terminals, assign station addresses, read ESC information, DL status,
+    /// topology, SII and AL status. Changes no AL state.
+    pub async fn scan(transport: Transport, options: &ScanOptions) -> Result<Master, MasterError> {
+        let span = tracing::info_span!("scan");
+        async move {
+            let (_, count) = transport
+                .brd(registers::TYPE, 1)
+                .await
+                .map_err(step("counting terminals (BRD 0x0000)"))?;
+            tracing::info!(count, "terminals answered");
+            if count == 0 {
+                return Err(MasterError::NoTerminals);
+            }
+            let mut aliases = Vec::with_capacity(usize::from(count));
+            for position in 0..count {
+                let a = transport
+                    .aprd(position, registers::STATION_ALIAS, 2)
+                    .await
+                    .map_err(step(format!("reading the alias of position {position}")))?;
+                aliases.push(u16::from_le_bytes([a[0], a[1]]));
+            }
+            let stations = assign_addresses(&aliases);
+            let mut terminals = Vec::with_capacity(usize::from(count));
+            for position in 0..count {
+                let station = stations[usize::from(position)];
+                let alias = aliases[usize::from(position)];
+                tracing::debug!(
+                    position,
+                    station = format_args!("0x{station:04x}"),
+                    alias,
+                    "assigning station address"
+                );
+                transport
+                    .apwr(position, registers::STATION_ADDRESS, &station.to_le_bytes())
+                    .await
+                    .map_err(step(format!(
+                        "assigning station address 0x{station:04x} to position {position}"
+                    )))?;
+                let esc = EscInfo::parse(
+                    &transport
+                        .fprd(station, registers::TYPE, 10)
+                        .await
+                        .map_err(step(format!("reading ESC information of 0x{station:04x}")))?,
+                );
+                let dl = transport
+                    .fprd(station, registers::DL_STATUS, 2)
+                    .await
+                    .map_err(step(format!("reading DL status of 0x{station:04x}")))?;
+                let st = transport
+                    .fprd(station, registers::AL_STATUS, 2)
+                    .await
+                    .map_err(step(format!("reading AL status of 0x{station:04x}")))?;
+                terminals.push(Terminal {
+                    position,
+                    station,
+                    alias,
+                    identity: Identity::default(),
+                    name: None,
+                    esc,
+                    ports: Ports {
+                        dl_status: u16::from_le_bytes([dl[0], dl[1]]),
+                    },
+                    attachment: None,
+                    status: AlStatus {
+                        raw: u16::from_le_bytes([st[0], st[1]]),
+                    },
+                    dc_delay_ns: None,
+                    sii_error: None,
+                    sii: None,
+                });
+            }
+            let ports: Vec<Ports> = terminals.iter().map(|t| t.ports).collect();
+            for (t, a) in terminals.iter_mut().zip(topology::attach(&ports)?) {
+                t.attachment = a;
+            }
+            // Check nobody joined or left meanwhile.
+            let (_, again) = transport
+                .brd(registers::TYPE, 1)
+                .await
+                .map_err(step("re-counting terminals"))?;
+            if again != count {
+                return Err(MasterError::Changed(format!(
+                    "{count} terminals at first, {again} after assigning addresses"
+                )));
+            }
+            let mut master = Master {
+                transport,
+                terminals,
+            };
+            if options.read_sii {
+                master.read_sii().await;
+            }
+            Ok(master)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Read every terminal's SII concurrently; a terminal whose SII fails keeps the error
+    /// in [`Terminal::sii_error`] and a zero identity.
+    pub async fn read_sii(&mut self) {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, t) in self.terminals.iter().enumerate() {
+            let transport = self.transport.clone();
+            let station = t.station;
+            let span = tracing::debug_span!("read_sii", station = format_args!("0x{station:04x}"));
+            set.spawn(
+                async move { (i, Eeprom::new(&transport, station).read_sii().await) }
+                    .instrument(span),
+            );
+        }
+        while let Some(done) = set.join_next().await {
+            let Ok((i, result)) = done else { continue };
+            let t = &mut self.terminals[i];
+            match result {
+                Ok(sii) => {
+                    t.identity = sii.identity();
+                    t.name = sii.name().map(|n| n.into_owned());
+                    t.sii = Some(sii);
+                }
+                Err(e) => {
+                    tracing::warn!(station = t.station, error = %e, "SII unreadable");
+                    t.sii_error = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// The terminals, in position order.
+    pub fn terminals(&self) -> &[Terminal] {
+        &self.terminals
+    }
+
+    /// The terminal with station address `station`.
+    pub fn terminal(&self, station: u16) -> Option<&Terminal> {
+        self.terminals.iter().find(|t| t.station == station)
+    }
+
+    /// Re-read every terminal's AL status.
+    pub async fn refresh_status(&mut self) -> Result<(), MasterError> {
+        for t in &mut self.terminals {
+            t.status = al::status(&self.transport, t.station).await?;
+        }
+        Ok(())
+    }
+
+    /// Configure the mailbox SyncManagers (SM0 receive, SM1 send) of every terminal whose
+    /// SII describes a mailbox, as needed before PRE-OP (ETG.1000.6 §5.6.1).
+    pub async fn configure_mailboxes(&self) -> Result<(), MasterError> {
+        for t in &self.terminals {
+            let Some(sii) = &t.sii else { continue };
+            let (rx, tx) = (sii.header.rx_mailbox, sii.header.tx_mailbox);
+            if rx.size == 0 || tx.size == 0 {
+                continue;
+            }
+            tracing::debug!(
+                station = t.station,
+                rx_offset = rx.offset,
+                rx_size = rx.size,
+                tx_offset = tx.offset,
+                tx_size = tx.size,
+                "mailbox SyncManagers"
+            );
+            for (sm, area, control) in [
+                (0u16, rx, SM_CONTROL_MAILBOX_WRITE),
+                (1, tx, SM_CONTROL_MAILBOX_READ),
+            ] {
+                let mut regs = Vec::with_capacity(8);
+                regs.extend_from_slice(&area.offset.to_le_bytes());
+                regs.extend_from_slice(&area.size.to_le_bytes());
+                regs.extend_from_slice(&[control, 0, SM_ENABLE, 0]);
+                let reg = registers::SM_BASE + sm * registers::SM_LEN;
+                self.transport
+                    .fpwr(t.station, reg, &regs)
+                    .await
+                    .map_err(step(format!("configuring SM{sm} of 0x{:04x}", t.station)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring every terminal to `target`, all terminals step by step together (INIT →
+    /// PRE-OP → SAFE-OP → OP, down in one step, BOOT through INIT). Mailbox SyncManagers
+    /// are configured before PRE-OP or BOOT; `safe_outputs`, if given, is written with
+    /// LWR in SAFE-OP, and kept being written while OP is requested.
+    pub async fn request_state(
+        &mut self,
+        target: AlState,
+        safe_outputs: Option<&SafeOutputs>,
+    ) -> Result<(), MasterError> {
+        let span = tracing::info_span!("request_state", %target);
+        async move {
+            self.refresh_status().await?;
+            for t in &self.terminals {
+                if t.status.error() {
+                    al::acknowledge(&self.transport, t.station, t.status).await?;
+                }
+            }
+            // The lowest state of any terminal decides the path.
+            let from = self
+                .terminals
+                .iter()
+                .filter_map(|t| t.status.state())
+                .min_by_key(|s| match s {
+                    AlState::Init | AlState::Boot => 0,
+                    AlState::PreOp => 1,
+                    AlState::SafeOp => 2,
+                    AlState::Op => 3,
+                })
+                .unwrap_or(AlState::Init);
+            let mut path = al::path(from, target);
+            if path.is_empty() {
+                path.push(target);
+            }
+            for s in path {
+                if matches!(s, AlState::PreOp | AlState::Boot) {
+                    self.configure_mailboxes().await?;
+                }
+                tracing::info!(state = %s, "requesting state of all terminals");
+                let keeper = match (s, safe_outputs) {
+                    (AlState::Op, Some(out)) => Some(self.spawn_output_writer(out.clone()).await?),
+                    _ => None,
+                };
+                let result = self.step_all(s).await;
+                if let Some(k) = keeper {
+                    k.abort();
+                }
+                result?;
+            }
+            self.refresh_status().await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn step_all(&self, state: AlState) -> Result<(), MasterError> {
+        let mut set = tokio::task::JoinSet::new();
+        for t in &self.terminals {
+            if t.status.state() == Some(state) && !t.status.error() {
+                continue;
+            }
+            let transport = self.transport.clone();
+            let station = t.station;
+            set.spawn(async move {
+                al::request(&transport, station, state, state.default_timeout()).await
+            });
+        }
+        let mut first_error = None;
+        while let Some(done) = set.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "state change failed");
+                    first_error.get_or_insert(MasterError::Al(e));
+                }
+                Err(join) => {
+                    first_error.get_or_insert(MasterError::Changed(join.to_string()));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Write the safe outputs once, then keep writing them every millisecond until the
+    /// returned task is aborted.
+    async fn spawn_output_writer(
+        &self,
+        out: SafeOutputs,
+    ) -> Result<tokio::task::JoinHandle<()>, MasterError> {
+        let write = |t: Transport, out: SafeOutputs| async move {
+            t.exchange(vec![DatagramRepr::new(
+                Command::Lwr,
+                Address::Logical(out.logical),
+                out.image,
+            )])
+            .await
+        };
+        write(self.transport.clone(), out.clone())
+            .await
+            .map_err(step("writing safe outputs (LWR)"))?;
+        let t = self.transport.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                if write(t.clone(), out.clone()).await.is_err() {
+                    return;
+                }
+            }
+        }))
+    }
+
+    /// Distributed clocks at start-up: latch receive times, compute propagation delays
+    /// along the topology, write delays (0x0928) and offsets (0x0920), compensate static
+    /// drift against the reference clock (the first DC terminal), and configure SYNC0
+    /// where the SII describes DC modes and `options.sync0` is set.
+    pub async fn configure_dc(&mut self, options: &DcOptions) -> Result<(), MasterError> {
+        let span = tracing::info_span!("dc");
+        async move {
+            let dc_terminals: Vec<usize> = (0..self.terminals.len())
+                .filter(|&i| self.terminals[i].esc.dc())
+                .collect();
+            let Some(&reference) = dc_terminals.first() else {
+                tracing::info!("no terminal supports distributed clocks");
+                return Ok(());
+            };
+            dc::latch(&self.transport)
+                .await
+                .map_err(step("latching receive times (BWR 0x0900)"))?;
+            let master_now = dc::ethercat_now();
+            let mut latches: Vec<Option<Latch>> = vec![None; self.terminals.len()];
+            for &i in &dc_terminals {
+                let station = self.terminals[i].station;
+                latches[i] = Some(
+                    dc::read_latch(&self.transport, station)
+                        .await
+                        .map_err(step(format!("reading receive times of 0x{station:04x}")))?,
+                );
+            }
+            let ports: Vec<Ports> = self.terminals.iter().map(|t| t.ports).collect();
+            let tree: Vec<Option<Attachment>> =
+                self.terminals.iter().map(|t| t.attachment).collect();
+            let delays = dc::propagation_delays(&latches, &ports, &tree);
+            let offsets = dc::offsets(&latches, &delays, master_now);
+            for &i in &dc_terminals {
+                let station = self.terminals[i].station;
+                let (Some(delay), Some(offset)) = (delays[i], offsets[i]) else {
+                    continue;
+                };
+                tracing::debug!(
+                    station = format_args!("0x{station:04x}"),
+                    delay_ns = delay,
+                    offset,
+                    "DC delay and offset"
+                );
+                self.transport
+                    .fpwr(
+                        station,
+                        registers::DC_SYSTEM_TIME_OFFSET,
+                        &offset.to_le_bytes(),
+                    )
+                    .await
+                    .map_err(step(format!("writing the DC offset of 0x{station:04x}")))?;
+                self.transport
+                    .fpwr(
+                        station,
+                        registers::DC_SYSTEM_TIME_DELAY,
+                        &delay.to_le_bytes(),
+                    )
+                    .await
+                    .map_err(step(format!("writing the DC delay of 0x{station:04x}")))?;
+                self.terminals[i].dc_delay_ns = Some(delay);
+            }
+            let reference_station = self.terminals[reference].station;
+            tracing::info!(
+                reference = format_args!("0x{reference_station:04x}"),
+                frames = options.drift_frames,
+                "static drift compensation"
+            );
+            dc::compensate_drift(&self.transport, reference_station, options.drift_frames, 64)
+                .await
+                .map_err(step("static drift compensation (FRMW 0x0910)"))?;
+            if let Some(cycle) = options.sync0 {
+                let now = self.read_system_time(reference_station).await?;
+                // First pulse 100 ms ahead, on a cycle boundary.
+                let cycle_ns = cycle.as_nanos().max(1) as u64;
+                let start = (now + 100_000_000).div_ceil(cycle_ns) * cycle_ns;
+                for &i in &dc_terminals {
+                    let t = &self.terminals[i];
+                    if t.sii.as_ref().is_none_or(|s| s.dc_modes.is_empty()) {
+                        continue;
+                    }
+                    tracing::debug!(station = t.station, ?cycle, start, "SYNC0");
+                    dc::configure_sync0(&self.transport, t.station, cycle, start)
+                        .await
+                        .map_err(step(format!("configuring SYNC0 of 0x{:04x}", t.station)))?;
+                }
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Read the 64-bit system time of terminal `station`.
+    pub async fn read_system_time(&self, station: u16) -> Result<u64, MasterError> {
+        let b = self
+            .transport
+            .fprd(station, registers::DC_SYSTEM_TIME, 8)
+            .await
+            .map_err(step(format!("reading the system time of 0x{station:04x}")))?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b);
+        Ok(u64::from_le_bytes(a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_are_honoured_and_never_collide() {
+        assert_eq!(assign_addresses(&[0, 0, 0]), vec![0x1001, 0x1002, 0x1003]);
+        // Terminal 2 has alias 0x1002: the others skip it.
+        assert_eq!(
+            assign_addresses(&[0, 0, 0x1002]),
+            vec![0x1001, 0x1003, 0x1002]
+        );
+        // A duplicated alias is not used.
+        assert_eq!(assign_addresses(&[7, 7, 9]), vec![0x1001, 0x1002, 9]);
+    }
+}

@@ -4,6 +4,7 @@
 pub mod al;
 pub mod capture;
 pub mod coe;
+pub mod dc;
 pub mod mailbox;
 pub mod master;
 pub mod pdo;

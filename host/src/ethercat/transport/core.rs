@@ -4,9 +4,10 @@
 //!
 //! Frame identity: every frame this process sends carries the process's source MAC
 //! address (see [`identity_for_pid`]) and one index byte shared by all its datagrams. A
-//! reply is ours only if its source MAC (ignoring bit 1 of the first byte, which
-//! terminals set) equals ours, its first datagram's index is a pending transaction, and
-//! its datagrams repeat the request's commands and lengths.
+//! reply is ours only if its source MAC equals ours with bit 1 of the first byte set
+//! (every terminal sets it, so a frame that never passed a terminal — e.g. our own
+//! transmission looped back — is not a reply), its first datagram's index is a pending
+//! transaction, and its datagrams repeat the request's commands and lengths.
 
 use super::TransportError;
 use crate::ethercat::wire::{Command, DatagramRepr, Frame, FrameRepr};
@@ -21,12 +22,12 @@ pub const BROADCAST_MAC: [u8; 6] = [0xff; 6];
 /// ("locally administered"), ETG.1000.4 §5.3.1 / ESC datasheets (port 0 processing).
 pub const MAC_BIT_SET_BY_TERMINALS: u8 = 0x02;
 
-/// The source MAC address that identifies this process's frames: locally administered,
-/// unicast, `02:fc` followed by the process id in big-endian order. Terminals only set
-/// bit 1 of the first byte, which is already set, so replies carry it unchanged.
+/// The source MAC address that identifies this process's frames: unicast, bit 1 of the
+/// first byte clear, `10:fc` followed by the process id in big-endian order. Terminals
+/// set bit 1 of the first byte, so replies come back as `12:fc:<pid>`.
 pub fn identity_for_pid(pid: u32) -> [u8; 6] {
     let p = pid.to_be_bytes();
-    [0x02, 0xfc, p[0], p[1], p[2], p[3]]
+    [0x10, 0xfc, p[0], p[1], p[2], p[3]]
 }
 
 /// Timeout and retry policy of one transaction.
@@ -87,15 +88,19 @@ pub struct Transactions {
     completed: VecDeque<Completion>,
 }
 
-fn masked(mac: [u8; 6]) -> [u8; 6] {
-    let mut m = mac;
-    m[0] &= !MAC_BIT_SET_BY_TERMINALS;
+/// The source MAC a reply to a frame sent from `identity` carries.
+fn as_returned(identity: [u8; 6]) -> [u8; 6] {
+    let mut m = identity;
+    m[0] |= MAC_BIT_SET_BY_TERMINALS;
     m
 }
 
 impl Transactions {
-    /// A state machine whose frames carry `identity` as source MAC.
+    /// A state machine whose frames carry `identity` as source MAC. Bit 1 of the first
+    /// byte is cleared: it marks frames that passed a terminal.
     pub fn new(identity: [u8; 6]) -> Transactions {
+        let mut identity = identity;
+        identity[0] &= !MAC_BIT_SET_BY_TERMINALS;
         Transactions {
             identity,
             next_index: 0,
@@ -232,7 +237,7 @@ impl Transactions {
         let Ok(frame) = Frame::new_checked(bytes) else {
             return false;
         };
-        if masked(frame.source()) != masked(self.identity) {
+        if frame.source() != as_returned(self.identity) {
             return false;
         }
         let first = frame.first();
@@ -365,6 +370,16 @@ mod tests {
         assert!(!b.on_receive(&ra, t0));
         assert_eq!(a.poll_completion().unwrap().result.unwrap()[0].wkc, 1);
         assert_eq!(b.poll_completion().unwrap().result.unwrap()[0].wkc, 2);
+    }
+
+    #[test]
+    fn own_frame_looped_back_is_not_a_reply() {
+        let t0 = Instant::now();
+        let mut tx = Transactions::new(identity_for_pid(5));
+        tx.submit(1, brd(), Policy::default(), t0).unwrap();
+        let (_, f) = tx.poll_transmit().unwrap();
+        assert!(!tx.on_receive(&f, t0), "never passed a terminal");
+        assert!(tx.on_receive(&bus_reply(&f, 0), t0));
     }
 
     #[test]

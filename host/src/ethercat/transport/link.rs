@@ -65,3 +65,13 @@ impl Link for ChannelLink {
         }
     }
 }
+
+impl Link for Box<dyn Link> {
+    fn poll_send(&mut self, cx: &mut Context<'_>, frame: &[u8]) -> Poll<io::Result<()>> {
+        (**self).poll_send(cx, frame)
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        (**self).poll_recv(cx, buf)
+    }
+}

@@ -206,9 +206,7 @@ async fn nop_first_frames_are_refused_before_sending() {
 async fn capture_records_requests_and_replies() {
     use crate::ethercat::capture::{PcapngSink, SharedSink};
     let (link, _mem) = fake_bus(2, 0);
-    let sink = SharedSink(Arc::new(std::sync::Mutex::new(
-        PcapngSink::new(Vec::new(), "fake").unwrap(),
-    )));
+    let sink = SharedSink::new(PcapngSink::new(Vec::new(), "fake").unwrap());
     let t = Transport::spawn(
         link,
         TransportConfig {
@@ -218,7 +216,12 @@ async fn capture_records_requests_and_replies() {
     );
     t.brd(0x0000, 1).await.unwrap();
     t.brd(0x0000, 1).await.unwrap();
-    assert_eq!(sink.0.lock().unwrap().frames(), 4);
+    assert_eq!(sink.with(|s| s.frames()), Some(4));
+    let bytes = sink.take().unwrap().finish().unwrap();
+    assert!(
+        bytes.len() > 4 * 60,
+        "four frames of at least 60 bytes were written"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,0 +1,58 @@
+//! `ferrocat capture`: bring the bus up (to a chosen state) while recording every frame
+//! this process sends and receives as pcapng.
+
+use super::{CliError, Context};
+use crate::ethercat::al::AlState;
+use crate::ethercat::master::DcOptions;
+use std::path::PathBuf;
+
+/// Record the bus traffic of a bring-up as pcapng, for Wireshark or tshark.
+///
+/// Scans the bus (SII included), optionally sets up distributed clocks and requests a
+/// state, capturing every frame this process sends and every reply it receives.
+/// (Frames bounced in the kernel by ferrocat's cyclic XDP programs never reach a
+/// socket; they are not in this capture.) To capture any other subcommand, pass the
+/// global `--capture FILE` option to it instead.
+///
+/// Examples:
+///   ferrocat -i eth1 capture -o scan.pcapng                scan only
+///   ferrocat -i eth1 capture -o up.pcapng --state PREOP --dc
+///   tshark -r up.pcapng -Y ecat
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The pcapng file to write.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// The state to bring all terminals to (default: leave states alone).
+    #[arg(long, value_name = "STATE", value_parser = parse_state)]
+    pub state: Option<AlState>,
+    /// Set up distributed clocks (delays, offsets, drift compensation).
+    #[arg(long)]
+    pub dc: bool,
+}
+
+fn parse_state(s: &str) -> Result<AlState, String> {
+    s.parse()
+}
+
+/// Run `ferrocat capture`.
+pub async fn run(args: Args, ctx: &mut Context) -> Result<(), CliError> {
+    ctx.capture_to(&args.output)?;
+    let master = ctx.master().await?;
+    if args.dc {
+        master.configure_dc(&DcOptions::default()).await?;
+    }
+    if let Some(state) = args.state {
+        master.request_state(state, None).await?;
+    }
+    let terminals = master.terminals().len();
+    let frames = ctx.captured_frames();
+    ctx.finish_capture()?;
+    writeln!(
+        ctx.out(),
+        "{frames} frames from {terminals} terminals written to {}",
+        args.output.display()
+    )?;
+    Ok(())
+}
