@@ -1,1 +1,506 @@
 //! Unit tests of the ESC: registers, SyncManagers, FMMUs, watchdog, EEPROM, AL state machine.
+
+use super::*;
+use crate::app::{BasicApp, MailboxHeader, PdDirection, PdSm, mailbox_type};
+use std::sync::{Arc, Mutex};
+
+fn sii(name: &str) -> Sii {
+    let p = format!(
+        "{}/../../shared/testdata/eeprom/{name}.bin",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    Sii::load(std::path::Path::new(&p)).expect("eeprom")
+}
+
+/// What the test application saw.
+#[derive(Debug, Default)]
+struct Seen {
+    mailbox: Vec<Vec<u8>>,
+    outputs: Vec<(u64, u8, Vec<u8>)>,
+    safe: Vec<u64>,
+    input_fills: usize,
+}
+
+/// A firmware application for tests: process data of `layout`, answers every CoE
+/// mailbox message with its data reversed, counts input fills and records outputs.
+#[derive(Debug)]
+struct EchoApp {
+    basic: BasicApp,
+    seen: Arc<Mutex<Seen>>,
+    next_input: u8,
+}
+
+impl TerminalApp for EchoApp {
+    fn process_data_layout(&self) -> Vec<PdSm> {
+        self.basic.process_data_layout()
+    }
+    fn mailbox_received(&mut self, _now: u64, message: &[u8], outbox: &mut MailboxOutbox) {
+        self.seen
+            .lock()
+            .expect("seen")
+            .mailbox
+            .push(message.to_vec());
+        let h = MailboxHeader::parse(message).expect("header");
+        let data = &message[6..6 + usize::from(h.length)];
+        let reversed: Vec<u8> = data.iter().rev().copied().collect();
+        outbox.push(mailbox_type::COE, &reversed);
+    }
+    fn outputs_written(&mut self, now: u64, sm: u8, data: &[u8]) {
+        self.seen
+            .lock()
+            .expect("seen")
+            .outputs
+            .push((now, sm, data.to_vec()));
+    }
+    fn fill_inputs(&mut self, _now: u64, _sm: u8, data: &mut [u8]) {
+        self.seen.lock().expect("seen").input_fills += 1;
+        self.next_input = self.next_input.wrapping_add(1);
+        data.fill(self.next_input);
+    }
+    fn outputs_safe(&mut self, now: u64) {
+        self.seen.lock().expect("seen").safe.push(now);
+    }
+}
+
+/// An EL4104 (firmware, mailbox at 0x1000/0x1080) whose application has 2 output bytes
+/// on SM2 and 2 input bytes on SM3.
+fn firmware_terminal() -> (Esc, Arc<Mutex<Seen>>) {
+    let s = sii("el4104");
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let app = EchoApp {
+        basic: BasicApp::with_layout(vec![
+            PdSm {
+                sm: 2,
+                direction: PdDirection::Outputs,
+                bytes: 2,
+            },
+            PdSm {
+                sm: 3,
+                direction: PdDirection::Inputs,
+                bytes: 2,
+            },
+        ]),
+        seen: seen.clone(),
+        next_input: 0,
+    };
+    (Esc::new(EscConfig::for_sii(&s), s, Box::new(app)), seen)
+}
+
+fn sm_bytes(start: u16, len: u16, control: u8) -> [u8; 8] {
+    let s = start.to_le_bytes();
+    let l = len.to_le_bytes();
+    [s[0], s[1], l[0], l[1], control, 0, 1, 0]
+}
+
+fn al_status(e: &mut Esc) -> (u8, u16) {
+    let mut b = [0u8; 6];
+    assert!(e.read(regs::AL_STATUS, &mut b, ReadMode::Replace));
+    (b[0], u16::from_le_bytes([b[4], b[5]]))
+}
+
+fn request(e: &mut Esc, ctl: u8) -> (u8, u16) {
+    assert!(e.write(regs::AL_CONTROL, &[ctl, 0]));
+    al_status(e)
+}
+
+fn configure_mailbox(e: &mut Esc) {
+    assert!(e.write(0x0800, &sm_bytes(0x1000, 0x80, 0x26)));
+    assert!(e.write(0x0808, &sm_bytes(0x1080, 0x80, 0x22)));
+}
+
+fn configure_process_data(e: &mut Esc, out_len: u16) {
+    assert!(e.write(0x0810, &sm_bytes(0x1100, out_len, 0x64)));
+    assert!(e.write(0x0818, &sm_bytes(0x1180, 2, 0x20)));
+}
+
+fn to_safe_op(e: &mut Esc) {
+    configure_mailbox(e);
+    assert_eq!(request(e, 2), (0x02, 0));
+    configure_process_data(e, 2);
+    assert_eq!(request(e, 4), (0x04, 0));
+}
+
+#[test]
+fn identity_registers_per_chip() {
+    let mut e = Esc::new(
+        EscConfig::for_sii(&sii("ek1100")),
+        sii("ek1100"),
+        Box::new(BasicApp::with_layout(vec![])),
+    );
+    let mut b = [0u8; 10];
+    assert!(e.read(0x0000, &mut b, ReadMode::Replace));
+    assert_eq!(b, [0x11, 0x00, 0x02, 0x00, 8, 8, 8, 0x3B, 0xFC, 0x00]);
+    let mut dl = [0u8; 2];
+    e.read(regs::DL_STATUS, &mut dl, ReadMode::Replace);
+    // Port 0 link and communication, ports 1..3 loop closed; no PDI so bit 1 clear.
+    assert_eq!(
+        dl,
+        [0x11, 0x56],
+        "only port 0 has a link until the segment says so"
+    );
+    assert!(!EscChip::ET1200.bit_fmmus() || EscChip::ET1200.features & 1 == 0);
+}
+
+#[test]
+fn al_state_machine_codes() {
+    let (mut e, _) = firmware_terminal();
+    assert_eq!(al_status(&mut e), (0x01, 0));
+    // Unknown state 5.
+    assert_eq!(request(&mut e, 5), (0x11, al_status::UNKNOWN_STATE));
+    // Without acknowledge, a higher state is ignored while the error flag is set.
+    assert_eq!(request(&mut e, 2), (0x11, al_status::UNKNOWN_STATE));
+    // Acknowledge + INIT clears it.
+    assert_eq!(request(&mut e, 0x11), (0x01, 0));
+    // INIT -> OP is not a valid transition.
+    assert_eq!(
+        request(&mut e, 0x08),
+        (0x11, al_status::INVALID_STATE_CHANGE)
+    );
+    // Bootstrap: the EL4104 has FoE and a bootstrap mailbox; BOOT goes only back to INIT.
+    assert_eq!(request(&mut e, 0x13), (0x03, 0));
+    assert_eq!(
+        request(&mut e, 0x02),
+        (0x13, al_status::INVALID_STATE_CHANGE)
+    );
+    assert_eq!(request(&mut e, 0x11), (0x01, 0));
+    // PRE-OP without mailbox SyncManagers.
+    assert_eq!(
+        request(&mut e, 0x12),
+        (0x11, al_status::INVALID_MAILBOX_CONFIG)
+    );
+    configure_mailbox(&mut e);
+    assert_eq!(request(&mut e, 0x12), (0x02, 0));
+    // SAFE-OP with a 3-byte output SM where 2 are expected.
+    configure_process_data(&mut e, 3);
+    assert_eq!(
+        request(&mut e, 0x04),
+        (0x12, al_status::INVALID_OUTPUT_CONFIG)
+    );
+    configure_process_data(&mut e, 2);
+    assert_eq!(request(&mut e, 0x14), (0x04, 0));
+    // OP before any valid outputs.
+    assert_eq!(request(&mut e, 0x08), (0x14, al_status::NO_VALID_OUTPUTS));
+    // Outputs arrive (last byte completes the buffer), then OP works.
+    assert!(e.write(0x1100, &[0xAB, 0xCD]));
+    assert_eq!(request(&mut e, 0x18), (0x08, 0));
+    assert_eq!(e.al_state(), AlState::Op);
+}
+
+#[test]
+fn bootstrap_without_foe_is_refused() {
+    let mut raw = sii("el4104").raw;
+    raw[0x1C * 2] &= !0x08; // mailbox protocols without FoE
+    let s = Sii::parse(raw).expect("image");
+    let mut e = Esc::new(
+        EscConfig::for_sii(&s),
+        s,
+        Box::new(BasicApp::with_layout(vec![])),
+    );
+    assert_eq!(
+        request(&mut e, 0x03),
+        (0x11, al_status::BOOTSTRAP_NOT_SUPPORTED)
+    );
+}
+
+#[test]
+fn device_emulation_mirrors_al_control() {
+    let s = sii("el2889");
+    let mut e = Esc::new(
+        EscConfig::for_sii(&s),
+        s,
+        Box::new(BasicApp::with_layout(vec![])),
+    );
+    assert!(e.device_emulation());
+    // ek1100-el2828-el2889.pcapng frames 3/4 and 96: 0x0011 written, 0x0011 read back.
+    assert_eq!(request(&mut e, 0x11), (0x11, 0));
+    // INIT -> OP directly: mirrored, no firmware to refuse it.
+    assert_eq!(request(&mut e, 0x08), (0x08, 0));
+    assert_eq!(e.al_state(), AlState::Op);
+}
+
+#[test]
+fn mailbox_handshake_and_repeat() {
+    let (mut e, seen) = firmware_terminal();
+    configure_mailbox(&mut e);
+    // In INIT the firmware keeps the mailbox deactivated: a write is not taken.
+    let mut msg = vec![0u8; 0x80];
+    msg[..6].copy_from_slice(
+        &MailboxHeader {
+            length: 3,
+            address: 0,
+            channel: 0,
+            priority: 0,
+            mailbox_type: mailbox_type::COE,
+            counter: 1,
+        }
+        .to_bytes(),
+    );
+    msg[6..9].copy_from_slice(&[1, 2, 3]);
+    assert!(!e.write(0x1000, &msg), "mailbox off in INIT");
+    assert_eq!(request(&mut e, 2), (0x02, 0));
+    // Send mailbox empty: reading it is not counted and leaves the data.
+    let mut buf = vec![0xEEu8; 0x80];
+    assert!(!e.read(0x1080, &mut buf, ReadMode::Replace));
+    assert_eq!(buf[0], 0xEE);
+    // A write not reaching the last byte is not a message yet.
+    assert!(e.write(0x1000, &msg[..0x40]));
+    assert!(seen.lock().expect("seen").mailbox.is_empty());
+    assert!(e.write(0x1000, &msg));
+    assert_eq!(seen.lock().expect("seen").mailbox.len(), 1);
+    // The reply is in SM1: status bit 3 (mailbox full).
+    assert_eq!(e.peek(0x080D) & 0x08, 0x08);
+    assert!(e.read(0x1080, &mut buf, ReadMode::Replace));
+    assert_eq!(&buf[..9], &[3, 0, 0, 0, 0, 0x13, 3, 2, 1]);
+    assert_eq!(e.peek(0x080D) & 0x08, 0, "read to the last byte empties it");
+    assert!(!e.read(0x1080, &mut buf, ReadMode::Replace));
+    // Repeat request: toggle 0x080E bit 1; the firmware writes the message again and
+    // acknowledges in 0x080F bit 1.
+    assert!(e.write(0x080E, &[0x03]));
+    assert_eq!(e.peek(0x080F) & 0x02, 0x02);
+    let mut again = vec![0u8; 0x80];
+    assert!(e.read(0x1080, &mut again, ReadMode::Replace));
+    assert_eq!(again[..9], buf[..9]);
+}
+
+#[test]
+fn three_buffer_outputs_and_inputs() {
+    let (mut e, seen) = firmware_terminal();
+    to_safe_op(&mut e);
+    e.begin_frame(1_000);
+    // Part of the SM (no last byte): not visible, no outputs_written.
+    assert!(e.write(0x1100, &[0x11]));
+    assert_eq!(e.sm_buffer(2), Some(&[0, 0][..]));
+    assert!(e.write(0x1101, &[0x22]));
+    assert_eq!(e.sm_buffer(2), Some(&[0x11, 0x22][..]));
+    assert!(
+        seen.lock().expect("seen").outputs.is_empty(),
+        "not applied in SAFE-OP"
+    );
+    assert_eq!(request(&mut e, 8), (0x08, 0));
+    assert_eq!(
+        seen.lock()
+            .expect("seen")
+            .outputs
+            .last()
+            .map(|o| o.2.clone()),
+        Some(vec![0x11, 0x22]),
+        "the latest buffer is applied on entering OP"
+    );
+    assert!(e.write(0x1100, &[0x33, 0x44]));
+    assert_eq!(
+        seen.lock()
+            .expect("seen")
+            .outputs
+            .last()
+            .map(|o| o.2.clone()),
+        Some(vec![0x33, 0x44])
+    );
+    // Reading an output SM is not an access.
+    let mut b = [0u8; 2];
+    assert!(!e.read(0x1100, &mut b, ReadMode::Replace));
+    // Inputs: a full read takes a fresh buffer each time.
+    assert!(e.read(0x1180, &mut b, ReadMode::Replace));
+    assert_eq!(b, [1, 1]);
+    assert!(e.read(0x1180, &mut b, ReadMode::Replace));
+    assert_eq!(b, [2, 2]);
+    // Reading only the first byte never releases the buffer: stale from then on.
+    let mut one = [0u8; 1];
+    assert!(e.read(0x1180, &mut one, ReadMode::Replace));
+    assert!(e.read(0x1180, &mut one, ReadMode::Replace));
+    assert_eq!(one, [3]);
+    assert_eq!(seen.lock().expect("seen").input_fills, 3);
+    // Writing an input SM is not an access either.
+    assert!(!e.write(0x1180, &[9, 9]));
+}
+
+#[test]
+fn sm_watchdog_drops_firmware_terminal_to_safe_op() {
+    let (mut e, seen) = firmware_terminal();
+    to_safe_op(&mut e);
+    e.begin_frame(0);
+    assert!(e.write(0x1100, &[1, 2]));
+    assert_eq!(request(&mut e, 8), (0x08, 0));
+    e.advance(100_000_000);
+    assert_eq!(e.al_state(), AlState::Op, "100 ms default not yet exceeded");
+    assert_eq!(e.peek(regs::WD_STATUS) & 1, 1);
+    e.advance(100_000_001);
+    assert_eq!(al_status(&mut e), (0x14, al_status::SM_WATCHDOG));
+    assert_eq!(e.peek(regs::WD_STATUS) & 1, 0);
+    assert_eq!(e.peek(regs::WD_COUNTER_PD), 1);
+    assert!(!seen.lock().expect("seen").safe.is_empty());
+    // A write to the counter clears it.
+    assert!(e.write(regs::WD_COUNTER_PD, &[0xFF]));
+    assert_eq!(e.peek(regs::WD_COUNTER_PD), 0);
+    // A shorter watchdog: 10 ticks of 100 µs.
+    assert_eq!(request(&mut e, 0x14), (0x04, 0));
+    assert!(e.write(regs::WD_PROCESS_DATA, &10u16.to_le_bytes()));
+    e.begin_frame(200_000_000);
+    assert!(e.write(0x1100, &[1, 2]));
+    assert_eq!(request(&mut e, 8), (0x08, 0));
+    e.advance(201_000_001);
+    assert_eq!(al_status(&mut e), (0x14, al_status::SM_WATCHDOG));
+}
+
+fn sii_command(e: &mut Esc, control: u8, cmd: u8, addr: u32) {
+    let mut b = [control, cmd, 0, 0, 0, 0];
+    b[2..6].copy_from_slice(&addr.to_le_bytes());
+    assert!(e.write(regs::SII_CONTROL, &b));
+}
+
+#[test]
+fn eeprom_interface_read_write_reload() {
+    let s = sii("el2004");
+    let mut e = Esc::new(
+        EscConfig::for_sii(&s),
+        s,
+        Box::new(BasicApp::with_layout(vec![])),
+    );
+    assert_eq!(e.peek(regs::SII_CONTROL), 0x50, "ET1200 reads 8 bytes");
+    e.begin_frame(0);
+    sii_command(&mut e, 0, 0x01, 0x08);
+    assert_eq!(e.peek(regs::SII_CONTROL + 1), 0x81, "busy with the read");
+    let mut data = [0u8; 8];
+    e.read(regs::SII_DATA, &mut data, ReadMode::Replace);
+    assert_eq!(
+        data,
+        [0x02, 0, 0, 0, 0x52, 0x30, 0xD4, 0x07],
+        "vendor and product"
+    );
+    // Commands while busy are ignored.
+    sii_command(&mut e, 0, 0x01, 0x40);
+    e.begin_frame(1_000_000);
+    assert_eq!(e.peek(regs::SII_CONTROL + 1), 0x00, "done");
+    // Beyond the image an EEPROM reads erased.
+    sii_command(&mut e, 0, 0x01, 0x7000);
+    e.read(regs::SII_DATA, &mut data, ReadMode::Replace);
+    assert_eq!(data, [0xFF; 8]);
+    e.begin_frame(2_000_000);
+    // A write without the enable bit fails with the write-enable error bit.
+    assert!(e.write(regs::SII_DATA, &0x1234u16.to_le_bytes()));
+    sii_command(&mut e, 0, 0x02, 0x04);
+    assert_eq!(e.peek(regs::SII_CONTROL + 1) & 0x40, 0x40);
+    sii_command(&mut e, 0x01, 0x02, 0x04);
+    assert_eq!(e.peek(regs::SII_CONTROL + 1), 0x82);
+    assert_eq!(e.eeprom()[8..10], [0x34, 0x12]);
+    e.begin_frame(10_000_000);
+    // Reload puts the new alias into 0x0012; the checksum no longer matches.
+    sii_command(&mut e, 0, 0x04, 0);
+    assert_eq!(e.peek(regs::STATION_ALIAS), 0x34);
+    assert_eq!(e.peek(regs::STATION_ALIAS + 1), 0x12);
+    assert_eq!(
+        e.peek(regs::SII_CONTROL + 1) & SII_CHECKSUM_ERROR,
+        SII_CHECKSUM_ERROR
+    );
+    e.begin_frame(20_000_000);
+    assert_eq!(e.peek(regs::SII_CONTROL + 1) & 0x87, 0);
+}
+
+#[test]
+fn fmmu_bitwise_and_partial_mapping() {
+    let s = sii("el2004");
+    let mut e = Esc::new(
+        EscConfig::for_sii(&s),
+        s,
+        Box::new(BasicApp::with_layout(vec![])),
+    );
+    // FMMU0: logical 0x100 bits 4..7 -> physical 0x1000 bits 0..3, write.
+    let f0 = [0x00, 0x01, 0, 0, 1, 0, 4, 7, 0x00, 0x10, 0, 2, 1, 0, 0, 0];
+    assert!(e.write(0x0600, &f0));
+    // FMMU1: logical 0x100 bits 0..3 -> physical 0x1001 bits 4..7, read.
+    let f1 = [0x00, 0x01, 0, 0, 1, 0, 0, 3, 0x01, 0x10, 4, 1, 1, 0, 0, 0];
+    assert!(e.write(0x0610, &f1));
+    assert!(e.write(0x1001, &[0xA0]));
+    let mut d = [0x5Cu8];
+    let wkc = e.logical(LogicalCommand::ReadWrite, 0x100, &mut d);
+    assert_eq!(wkc, 3);
+    assert_eq!(
+        e.peek(0x1000),
+        0x05,
+        "upper nibble 0x5 written to bits 0..3"
+    );
+    assert_eq!(d, [0x5A], "bits 0..3 read from 0x1001 bits 4..7");
+    // A datagram not reaching the FMMU window.
+    let mut d = [0u8; 4];
+    assert_eq!(e.logical(LogicalCommand::ReadWrite, 0x101, &mut d), 0);
+    // LWR counts 1, LRD only the read FMMU.
+    assert_eq!(e.logical(LogicalCommand::Write, 0x0FF, &mut [0, 0xF0]), 1);
+    assert_eq!(e.peek(0x1000), 0x0F);
+    assert_eq!(e.logical(LogicalCommand::Read, 0x100, &mut [0]), 1);
+}
+
+#[test]
+fn partial_fmmu_never_completes_an_output_buffer() {
+    let s = sii("el2004");
+    let mut e = Esc::new(
+        EscConfig::for_sii(&s),
+        s,
+        Box::new(BasicApp::with_layout(vec![])),
+    );
+    assert!(e.write(0x0800, &sm_bytes(0x1000, 2, 0x64)));
+    // The FMMU covers only the first byte of the 2-byte SM.
+    let f0 = [0, 0, 0, 0, 1, 0, 0, 7, 0x00, 0x10, 0, 2, 1, 0, 0, 0];
+    assert!(e.write(0x0600, &f0));
+    for v in 1..5u8 {
+        assert_eq!(e.logical(LogicalCommand::ReadWrite, 0, &mut [v]), 2);
+    }
+    assert_eq!(
+        e.sm_buffer(0),
+        Some(&[0, 0][..]),
+        "never visible without the last byte"
+    );
+    assert_eq!(e.peek(regs::WD_STATUS) & 1, 1);
+}
+
+#[test]
+fn dc_drift_offset_and_latch() {
+    let s = sii("el2889");
+    let mut cfg = EscConfig::for_sii(&s);
+    cfg.drift_ppm = 100.0;
+    cfg.clock_start_ns = 5_000;
+    let mut e = Esc::new(cfg, s, Box::new(BasicApp::with_layout(vec![])));
+    e.begin_frame(1_000_000_000);
+    let mut t = [0u8; 8];
+    assert!(e.read(regs::DC_SYSTEM_TIME, &mut t, ReadMode::Replace));
+    assert_eq!(u64::from_le_bytes(t), 1_000_000_000 + 100_000 + 5_000);
+    assert!(e.write(regs::DC_SYSTEM_OFFSET, &(-5_000i64).to_le_bytes()));
+    e.read(regs::DC_SYSTEM_TIME, &mut t, ReadMode::Replace);
+    assert_eq!(u64::from_le_bytes(t), 1_000_100_000);
+    // Latch: port 0 time (32 bit) and the EPU's 64-bit time.
+    assert!(e.write(regs::DC_RECV_TIME_PORT0, &[0; 4]));
+    let mut p = [0u8; 16];
+    e.read(regs::DC_RECV_TIME_PORT0, &mut p, ReadMode::Replace);
+    assert_eq!(u32::from_le_bytes([p[0], p[1], p[2], p[3]]), 1_000_105_000);
+    assert_eq!(
+        &p[4..8],
+        b"hoff",
+        "port 1 without link keeps its reset pattern"
+    );
+    // The time control loop slews towards the reference and reports the difference.
+    for _ in 0..40 {
+        assert!(e.write(regs::DC_SYSTEM_TIME, &1_000_000_000u64.to_le_bytes()));
+    }
+    e.read(regs::DC_SYSTEM_TIME, &mut t, ReadMode::Replace);
+    let now = u64::from_le_bytes(t);
+    assert!(now.abs_diff(1_000_000_000) < 10, "{now}");
+}
+
+#[test]
+fn power_cycle_resets_registers() {
+    let (mut e, seen) = firmware_terminal();
+    assert!(e.write(regs::STATION_ADDRESS, &[0x05, 0x10]));
+    to_safe_op(&mut e);
+    e.power_cycle(5);
+    assert_eq!(e.station_address(), 0);
+    assert_eq!(al_status(&mut e), (0x01, 0));
+    assert!(e.sm_configs().iter().all(|s| !s.enabled()));
+    assert!(seen.lock().expect("seen").safe.contains(&5));
+}
+
+#[test]
+fn error_counters_clear_on_write() {
+    let (mut e, _) = firmware_terminal();
+    e.count_rx_error(1);
+    assert_eq!(e.peek(0x0302), 1);
+    assert!(e.write(0x0300, &[0; 8]));
+    assert_eq!(e.peek(0x0302), 0);
+}
