@@ -384,6 +384,9 @@ pub fn bus_processor(
 ) -> Result<impl FnMut(&[u8], u64) -> Option<Vec<u8>>, ServeError> {
     let mut segment = build_segment(bus);
     Ok(move |frame: &[u8], now_ns: u64| {
+        // Watchdogs and EEPROM timers run on time, not only on frames: bring every
+        // terminal to the frame's arrival time first.
+        segment.advance(now_ns);
         let mut f = frame.to_vec();
         match segment.process(&mut f, now_ns) {
             crate::segment::FrameOutcome::Reply { .. } => Some(f),
