@@ -140,6 +140,9 @@ fn ethercrab_runs_the_reference_bus() {
                 wait_loop_delay: Duration::from_millis(2),
                 mailbox_response: Duration::from_millis(2000),
                 state_transition: Duration::from_secs(10),
+                // Generous: other builds may load this machine.
+                pdu: Duration::from_secs(1),
+                eeprom: Duration::from_secs(1),
                 ..Default::default()
             },
             MainDeviceConfig::default(),
@@ -198,6 +201,25 @@ fn ethercrab_runs_the_reference_bus() {
                 sd.name()
             );
         }
+        // The EL4104's SII gives SM2 the control byte 0x24 (no watchdog trigger) and
+        // ethercrab uses it as is; a master that configures from the ESI sets 0x64. Do
+        // that here: disable SM2, set control with bit 6 (watchdog trigger, ETG.1000.4
+        // table 58), enable again.
+        let el4104 = group.subdevice(&maindevice, 5).expect("EL4104");
+        let control: u8 = el4104.register_read(0x0814u16).await.expect("SM2 control");
+        assert_eq!(control, 0x24, "SM2 control from the EL4104 SII");
+        el4104
+            .register_write(0x0816u16, 0u8)
+            .await
+            .expect("disable SM2");
+        el4104
+            .register_write(0x0814u16, 0x64u8)
+            .await
+            .expect("SM2 control");
+        el4104
+            .register_write(0x0816u16, 1u8)
+            .await
+            .expect("enable SM2");
         // Terminals enter OP only once valid outputs arrived (else AL status 0x0019):
         // cycle process data in SAFE-OP first, then request OP and keep cycling until
         // every terminal reports OP.
@@ -268,16 +290,42 @@ fn ethercrab_runs_the_reference_bus() {
                 .any(|e| e.signal == Signal::new(1, 0x7000, 1) && e.value == 1)
         );
 
-        // Stop cycling: the SM watchdog (100 ms by default) takes outputs to SAFE-OP.
+        // Stop cycling: the SM watchdog (100 ms by default) fires. The EL4104 (firmware,
+        // SM2 with watchdog trigger) drops to SAFE-OP with AL status 0x001B; the EL2004's
+        // ESC runs in device emulation, so its watchdog only switches its outputs off
+        // (0x0440 bit 0 cleared, counter 0x0442 counts) and it stays in OP.
         tokio::time::sleep(Duration::from_millis(600)).await;
-        let el2004 = group.subdevice(&maindevice, 1).expect("EL2004");
-        let (state, code) = el2004.status().await.expect("status");
+        // AL status (0x0130) and AL status code (0x0134) as registers, ETG.1000.4 table 31.
+        let mut al = Vec::new();
+        for sd in group.iter(&maindevice) {
+            let status: u16 = sd.register_read(0x0130u16).await.expect("0x0130");
+            let code: u16 = sd.register_read(0x0134u16).await.expect("0x0134");
+            al.push((sd.name().to_string(), status, code));
+        }
         assert_eq!(
-            state,
-            SubDeviceState::SafeOp,
-            "watchdog dropped EL2004 to SAFE-OP"
+            (al[5].1, al[5].2),
+            (0x0014, 0x001B),
+            "watchdog took the EL4104 to SAFE-OP + error with 0x001B: {al:?}"
         );
-        assert_eq!(u16::from(code), 0x001B, "AL status code: SM watchdog");
+        let el4104 = group.subdevice(&maindevice, 5).expect("EL4104");
+        assert!(
+            matches!(
+                el4104.status().await,
+                Err(ethercrab::error::Error::SubDevice(
+                    ethercrab::AlStatusCode::SyncManagerWatchdog
+                ))
+            ),
+            "ethercrab reports the SM watchdog"
+        );
+        assert_eq!(
+            al[1].1, 0x0008,
+            "EL2004 (device emulation) stays in OP: {al:?}"
+        );
+        let el2004 = group.subdevice(&maindevice, 1).expect("EL2004");
+        let wd_status: u16 = el2004.register_read(0x0440u16).await.expect("0x0440");
+        let wd_count: u8 = el2004.register_read(0x0442u16).await.expect("0x0442");
+        assert_eq!(wd_status & 1, 0, "EL2004 process data watchdog expired");
+        assert!(wd_count >= 1, "EL2004 watchdog counter {wd_count}");
         let log = plant.output_log();
         let safe = log
             .iter()
@@ -316,5 +364,19 @@ fn ethercrab_runs_the_reference_bus() {
         "tshark flags frames in {}:\n{flagged}",
         pcap.display()
     );
+    // And tshark did dissect them as EtherCAT, mailbox traffic included.
+    for (filter, at_least) in [("ecat", frames.len()), ("ecat_mailbox.coe", 4)] {
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&pcap)
+            .args(["-Y", filter])
+            .output()
+            .expect("tshark");
+        let n = String::from_utf8_lossy(&out.stdout).lines().count();
+        assert!(
+            n >= at_least,
+            "{n} frames match {filter}, expected at least {at_least}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
