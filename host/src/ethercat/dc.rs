@@ -28,8 +28,10 @@ pub fn ethercat_now() -> u64 {
 pub struct Latch {
     /// Receive time on ports 0..3 (local time, lower 32 bits), registers 0x0900..0x090F.
     pub ports: [u32; 4],
-    /// Local time at which port 0 received the latch frame, 64 bits (0x0918).
-    pub processing_unit: u64,
+    /// Local time at which port 0 received the latch frame, 64 bits (0x0918); `None`
+    /// for ESCs that only have port receive times and no system time (e.g. the ET1200
+    /// of an EL2828 answers 0x0918 with working counter 0).
+    pub processing_unit: Option<u64>,
 }
 
 /// Propagation delay of each DC terminal from the reference clock (the first DC
@@ -84,6 +86,16 @@ pub fn propagation_delays(
         let inside_parent = left_at.wrapping_sub(lp.ports[0]);
         delay[c] = Some(dp.wrapping_add(inside_parent).wrapping_add(link));
     }
+    // Delays count from the reference clock: the first terminal with a system time.
+    if let Some(r) = latches
+        .iter()
+        .position(|l| l.is_some_and(|l| l.processing_unit.is_some()))
+    {
+        let base = delay[r].unwrap_or(0);
+        for d in delay.iter_mut().flatten() {
+            *d = d.saturating_sub(base);
+        }
+    }
     delay
 }
 
@@ -98,11 +110,9 @@ pub fn offsets(
         .iter()
         .zip(delays)
         .map(|(l, d)| match (l, d) {
-            (Some(l), Some(d)) => Some(
-                master_now
-                    .wrapping_add(u64::from(*d))
-                    .wrapping_sub(l.processing_unit),
-            ),
+            (Some(l), Some(d)) => l
+                .processing_unit
+                .map(|pu| master_now.wrapping_add(u64::from(*d)).wrapping_sub(pu)),
             _ => None,
         })
         .collect()
@@ -121,14 +131,24 @@ pub async fn read_latch(transport: &Transport, station: u16) -> Result<Latch, Tr
         .fprd(station, registers::DC_RECEIVE_TIME_PORT0, 16)
         .await?;
     let u = transport
-        .fprd(station, registers::DC_RECEIVE_TIME_PROCESSING_UNIT, 8)
+        .datagram(
+            Command::Fprd,
+            Address::Station {
+                station,
+                register: registers::DC_RECEIVE_TIME_PROCESSING_UNIT,
+            },
+            vec![0; 8],
+        )
         .await?;
     let word = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
-    let mut pu = [0u8; 8];
-    pu.copy_from_slice(&u);
+    let processing_unit = (u.wkc == 1 && u.data.len() == 8).then(|| {
+        let mut pu = [0u8; 8];
+        pu.copy_from_slice(&u.data);
+        u64::from_le_bytes(pu)
+    });
     Ok(Latch {
         ports: [word(0), word(4), word(8), word(12)],
-        processing_unit: u64::from_le_bytes(pu),
+        processing_unit,
     })
 }
 
@@ -242,15 +262,15 @@ mod tests {
         // (20), back to 1 at 240+20+100 = 360, back at 0 port 1 at 360+20+100 = 480.
         let l0 = Latch {
             ports: [1000, 1480, 0, 0],
-            processing_unit: 1000,
+            processing_unit: Some(1000),
         };
         let l1 = Latch {
             ports: [5120, 5360, 0, 0],
-            processing_unit: 5120,
+            processing_unit: Some(5120),
         };
         let l2 = Latch {
             ports: [9240, 0, 0, 0],
-            processing_unit: 9240,
+            processing_unit: Some(9240),
         };
         let d = propagation_delays(&[Some(l0), Some(l1), Some(l2)], &p, &tree);
         // Link delay seen from 0: (480 - (360-120)) / 2 = 120 (link + forwarding).
@@ -272,15 +292,15 @@ mod tests {
         // leaf 2 at 320, back at 0's port 1 at 430.
         let l0 = Latch {
             ports: [0, 430, 0, 220],
-            processing_unit: 0,
+            processing_unit: Some(0),
         };
         let l1 = Latch {
             ports: [110, 0, 0, 0],
-            processing_unit: 110,
+            processing_unit: Some(110),
         };
         let l2 = Latch {
             ports: [320, 0, 0, 0],
-            processing_unit: 320,
+            processing_unit: Some(320),
         };
         let d = propagation_delays(&[Some(l0), Some(l1), Some(l2)], &p, &tree);
         // Half the loop through branch 3 (forwarding time split evenly both ways).
@@ -299,5 +319,24 @@ mod tests {
             vec![None, Some(0)],
             "the first DC terminal is the reference"
         );
+    }
+
+    #[test]
+    fn receive_time_only_terminals_measure_but_get_no_offset() {
+        let p = [ports(&[0, 1]), ports(&[0])];
+        let tree = attach(&p).unwrap();
+        let l0 = Latch {
+            ports: [0, 200, 0, 0],
+            processing_unit: None,
+        };
+        let l1 = Latch {
+            ports: [100, 0, 0, 0],
+            processing_unit: Some(100),
+        };
+        let d = propagation_delays(&[Some(l0), Some(l1)], &p, &tree);
+        // Terminal 1 is the reference clock; terminal 0 precedes it and saturates at 0.
+        assert_eq!(d, vec![Some(0), Some(0)]);
+        let o = offsets(&[Some(l0), Some(l1)], &d, 5000);
+        assert_eq!(o, vec![None, Some(4900)]);
     }
 }

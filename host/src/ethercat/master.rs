@@ -530,10 +530,10 @@ impl Master {
             let dc_terminals: Vec<usize> = (0..self.terminals.len())
                 .filter(|&i| self.terminals[i].esc.dc())
                 .collect();
-            let Some(&reference) = dc_terminals.first() else {
+            if dc_terminals.is_empty() {
                 tracing::info!("no terminal supports distributed clocks");
                 return Ok(());
-            };
+            }
             dc::latch(&self.transport)
                 .await
                 .map_err(step("latching receive times (BWR 0x0900)"))?;
@@ -581,6 +581,14 @@ impl Master {
                     .map_err(step(format!("writing the DC delay of 0x{station:04x}")))?;
                 self.terminals[i].dc_delay_ns = Some(delay);
             }
+            let Some(reference) = dc_terminals
+                .iter()
+                .copied()
+                .find(|&i| latches[i].is_some_and(|l| l.processing_unit.is_some()))
+            else {
+                tracing::info!("no terminal has a DC system time");
+                return Ok(());
+            };
             let reference_station = self.terminals[reference].station;
             tracing::info!(
                 reference = format_args!("0x{reference_station:04x}"),

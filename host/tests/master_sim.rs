@@ -1,0 +1,147 @@
+//! The master against ferrocat-sim in process: scan, addresses, topology, SII identity,
+//! AL states up to OP, distributed clocks.
+
+mod master_support;
+
+use ferrocat::ethercat::al::AlState;
+use ferrocat::ethercat::master::{DcOptions, Master, ScanOptions};
+use ferrocat::ethercat::registers;
+use ferrocat::ethercat::wire::{Address, Command, DatagramRepr};
+use master_support::*;
+
+/// Identity of each reference terminal (shared/testdata/README.md).
+const IDENTITIES: [(u32, u32, u32, &str); 7] = [
+    (0x2, 0x044C2C52, 0x00120000, "EK1100"),
+    (0x2, 0x07D43052, 0x00100000, "EL2004"),
+    (0x2, 0x0B0C3052, 0x00110000, "EL2828"),
+    (0x2, 0x0B493052, 0x00110000, "EL2889"),
+    (0x2, 0x0C5C3052, 0x00140000, "EL3164"),
+    (0x2, 0x10083052, 0x03FC0000, "EL4104"),
+    (0x2, 0x1B813052, 0x00170000, "EL7041"),
+];
+
+#[tokio::test]
+async fn scan_finds_the_reference_bus() {
+    let (t, _bus) = sim_transport(&REFERENCE, 1);
+    let m = Master::scan(t, &ScanOptions::default())
+        .await
+        .expect("scan");
+    assert_eq!(m.terminals().len(), 7);
+    for (i, term) in m.terminals().iter().enumerate() {
+        let (vendor, product, revision, name) = IDENTITIES[i];
+        assert_eq!(term.position, i as u16);
+        assert_eq!(term.station, 0x1001 + i as u16);
+        assert_eq!(term.identity.vendor_id, vendor, "vendor of {name}");
+        assert_eq!(term.identity.product_code, product, "product of {name}");
+        assert_eq!(term.identity.revision, revision, "revision of {name}");
+        let got = term.name.clone().unwrap_or_default();
+        assert!(
+            got.starts_with(name),
+            "name {got:?} of position {i} starts with {name}"
+        );
+        assert_eq!(term.status.state(), Some(AlState::Init));
+        println!(
+            "{i}: {:?} dl 0x{:04x} {:?}",
+            term.name, term.ports.dl_status, term.attachment
+        );
+    }
+    // A line: every terminal after the first hangs off its predecessor.
+    assert_eq!(m.terminals()[0].attachment, None);
+    for i in 1..7 {
+        let a = m.terminals()[i].attachment.expect("attached");
+        assert_eq!(a.parent, i as u16 - 1);
+    }
+}
+
+#[tokio::test]
+async fn reference_bus_reaches_preop_and_back() {
+    let (t, _bus) = sim_transport(&REFERENCE, 2);
+    let mut m = Master::scan(t, &ScanOptions::default())
+        .await
+        .expect("scan");
+    m.request_state(AlState::PreOp, None).await.expect("PRE-OP");
+    assert!(
+        m.terminals()
+            .iter()
+            .all(|t| t.status.state() == Some(AlState::PreOp))
+    );
+    m.request_state(AlState::Init, None).await.expect("INIT");
+    assert!(
+        m.terminals()
+            .iter()
+            .all(|t| t.status.state() == Some(AlState::Init))
+    );
+}
+
+#[tokio::test]
+async fn distributed_clocks_agree_after_setup() {
+    let (t, _bus) = sim_transport_timed(&REFERENCE, 3);
+    let mut m = Master::scan(t.clone(), &ScanOptions::default())
+        .await
+        .expect("scan");
+    m.configure_dc(&DcOptions {
+        drift_frames: 500,
+        sync0: None,
+    })
+    .await
+    .expect("DC");
+    let dc: Vec<_> = m
+        .terminals()
+        .iter()
+        .filter(|t| t.dc_delay_ns.is_some())
+        .cloned()
+        .collect();
+    assert!(
+        dc.len() >= 2,
+        "the reference bus has several terminals with system time"
+    );
+    let delays: Vec<u32> = dc.iter().map(|t| t.dc_delay_ns.unwrap_or(0)).collect();
+    assert_eq!(delays[0], 0, "the reference clock has no delay");
+    assert!(
+        delays.windows(2).all(|w| w[1] > w[0]),
+        "delays grow along the line: {delays:?}"
+    );
+    // Read every system time in one frame: terminal k sees it `delay_k` after the
+    // reference, so system time minus delay must agree across terminals.
+    let datagrams = dc
+        .iter()
+        .map(|t| {
+            DatagramRepr::new(
+                Command::Fprd,
+                Address::Station {
+                    station: t.station,
+                    register: registers::DC_SYSTEM_TIME,
+                },
+                vec![0; 8],
+            )
+        })
+        .collect();
+    let reply = t.exchange(datagrams).await.expect("system times");
+    let times: Vec<i128> = reply
+        .iter()
+        .zip(&delays)
+        .map(|(d, delay)| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&d.data);
+            i128::from(u64::from_le_bytes(b)) - i128::from(*delay)
+        })
+        .collect();
+    for (t, v) in dc.iter().zip(&times) {
+        println!(
+            "0x{:04x} delay {:?} corrected system time {v}",
+            t.station, t.dc_delay_ns
+        );
+    }
+    let spread = times.iter().max().unwrap_or(&0) - times.iter().min().unwrap_or(&0);
+    assert!(
+        spread < 5_000,
+        "system times differ by {spread} ns after compensation"
+    );
+    // The system time is the master's clock (ns since 2000): within a minute of it.
+    let now = ferrocat::ethercat::dc::ethercat_now() as i128;
+    assert!(
+        (times[0] - now).abs() < 60_000_000_000,
+        "reference clock {} vs master {now}",
+        times[0]
+    );
+}

@@ -1,0 +1,89 @@
+//! Shared helpers of the master's integration tests: an in-process simulated bus
+//! (ferrocat-sim) behind ferrocat's `ChannelLink`.
+
+#![allow(dead_code, unreachable_pub)]
+
+use ferrocat::ethercat::transport::{
+    ChannelLink, Link, Transport, TransportConfig, identity_for_pid,
+};
+use ferrocat_sim::inproc::{Bus, BusHandle, SimClock};
+use ferrocat_sim::segment::Segment;
+
+/// Path of a test-data EEPROM image.
+pub fn eeprom(name: &str) -> String {
+    format!(
+        "{}/../../shared/testdata/eeprom/{name}.bin",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// The EEPROMs of the reference bus (configs/sim/reference.toml), in order.
+pub const REFERENCE: [&str; 7] = [
+    "ek1100", "el2004", "el2828", "el2889", "el3164", "el4104", "el7041",
+];
+
+/// Start a simulated bus of `names` and return a link to it plus its handle.
+pub fn sim_link(names: &[&str]) -> (ChannelLink, BusHandle) {
+    let paths: Vec<String> = names.iter().map(|n| eeprom(n)).collect();
+    let segment = Segment::from_eeprom_files(&paths).expect("test EEPROMs load");
+    link_to(segment)
+}
+
+/// A link to a spawned bus of `segment`, bridged onto unbounded channels.
+pub fn link_to(segment: Segment) -> (ChannelLink, BusHandle) {
+    let bus = Bus::new(segment, SimClock::monotonic());
+    let channels = bus.spawn(256);
+    let (link, mut from_master, to_master) = ChannelLink::pair();
+    let tx = channels.tx;
+    let mut rx = channels.rx;
+    tokio::spawn(async move {
+        while let Some(frame) = from_master.recv().await {
+            if tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if to_master.send(frame).is_err() {
+                return;
+            }
+        }
+    });
+    (link, channels.handle)
+}
+
+/// A transport over a simulated bus of `names`, with identity `pid`.
+pub fn sim_transport(names: &[&str], pid: u32) -> (Transport, BusHandle) {
+    let (link, handle) = sim_link(names);
+    let t = Transport::spawn(
+        link,
+        TransportConfig {
+            identity: identity_for_pid(pid),
+            ..TransportConfig::default()
+        },
+    );
+    (t, handle)
+}
+
+/// A transport over a simulated bus of `names` with the sim's realistic wire-time model
+/// (link and forwarding delays, so receive times differ along the line).
+pub fn sim_transport_timed(names: &[&str], pid: u32) -> (Transport, BusHandle) {
+    let paths: Vec<String> = names.iter().map(|n| eeprom(n)).collect();
+    let mut segment = Segment::from_eeprom_files(&paths).expect("test EEPROMs load");
+    segment.set_wire_time(ferrocat_sim::wiretime::WireTime::realistic());
+    let (link, handle) = link_to(segment);
+    let t = Transport::spawn(
+        link,
+        TransportConfig {
+            identity: identity_for_pid(pid),
+            ..TransportConfig::default()
+        },
+    );
+    (t, handle)
+}
+
+/// Boxed link for the CLI's link opener.
+pub fn boxed(link: ChannelLink) -> Box<dyn Link> {
+    Box::new(link)
+}
