@@ -27,6 +27,9 @@ enum Command {
         interface: String,
         /// The topology file (see docs/sim.md).
         topology: PathBuf,
+        /// A Unix socket path on which to accept fault-injection commands.
+        #[arg(long)]
+        control: Option<PathBuf>,
     },
     /// Create namespace NAME with a veth pair (master end: interface NAME here), serve the
     /// bus inside it in the background, and return once it answers.
@@ -45,6 +48,20 @@ enum Command {
         /// Name given to `up`.
         #[arg(long)]
         name: String,
+    },
+    /// Switch fault injection of a running bus: `drop RATIO`, `corrupt RATIO`,
+    /// `delay RATIO MICROSECONDS`, `link down|up`, `silent POSITION|none`,
+    /// `power-cycle POSITION`, `fall-back POSITION init|preop|safeop CODE`, `clear`, `show`.
+    Fault {
+        /// Name given to `up`.
+        #[arg(long, conflicts_with = "control")]
+        name: Option<String>,
+        /// The control socket given to `serve --control`.
+        #[arg(long)]
+        control: Option<PathBuf>,
+        /// The command and its arguments.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        command: Vec<String>,
     },
 }
 
@@ -71,6 +88,7 @@ fn run(command: Command) -> Result<(), String> {
         Command::Serve {
             interface,
             topology,
+            control,
         } => {
             let topo = Topology::load(&topology).map_err(|e| e.to_string())?;
             let bus = topo.build().map_err(|e| e.to_string())?;
@@ -78,10 +96,19 @@ fn run(command: Command) -> Result<(), String> {
             let stop = Arc::new(AtomicBool::new(false));
             install_signal_handlers(&stop);
             let names: Vec<String> = bus.terminals.iter().map(|t| t.name.clone()).collect();
-            let mut process = ferrocat_sim::serve::bus_processor(bus).map_err(|e| e.to_string())?;
+            let processor = std::cell::RefCell::new(serve::bus_processor(bus));
+            if let Some(path) = &control {
+                serve::spawn_control(path, processor.borrow().faults())
+                    .map_err(|e| e.to_string())?;
+            }
             tracing::info!(interface, terminals = ?names, "serving");
-            let stats = serve::serve(&interface, &stop, |frame, t| process(frame, t))
-                .map_err(|e| e.to_string())?;
+            let stats = serve::serve(
+                &interface,
+                &stop,
+                |frame, t| processor.borrow_mut().process(frame, t),
+                |now| processor.borrow_mut().idle(now),
+            )
+            .map_err(|e| e.to_string())?;
             tracing::info!(?stats, "stopped");
             Ok(())
         }
@@ -127,6 +154,20 @@ fn run(command: Command) -> Result<(), String> {
                 }
             }
             result
+        }
+        Command::Fault {
+            name,
+            control,
+            command,
+        } => {
+            let path = match (name, control) {
+                (Some(n), _) => netns::run_dir(&n).join("control"),
+                (None, Some(p)) => p,
+                (None, None) => return Err("give --name NAME or --control PATH".to_string()),
+            };
+            let settings = serve::send_control(&path, &command.join(" "))?;
+            println!("{settings}");
+            Ok(())
         }
         Command::Down { name } => {
             netns::down(&name).map_err(|e| e.to_string())?;

@@ -179,7 +179,8 @@ pub fn spawn_server(
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", name])
         .arg(exe)
-        .args(["serve", "--interface", SIM_INTERFACE])
+        .args(["serve", "--interface", SIM_INTERFACE, "--control"])
+        .arg(dir.join("control"))
         .arg(topology)
         .stdin(Stdio::null())
         .stdout(log)

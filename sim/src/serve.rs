@@ -312,26 +312,70 @@ pub struct ServeStats {
     pub dropped: u64,
 }
 
+/// A processed frame to send back, after `delay_ns` (injected delay; 0 = at once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The frame as the master receives it.
+    pub frame: Vec<u8>,
+    /// How long to hold it back.
+    pub delay_ns: u64,
+}
+
+/// Nanoseconds since the Unix epoch on CLOCK_REALTIME, the clock of SO_TIMESTAMPNS.
+pub fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// How often the server wakes up without frames to let timers (watchdogs) run.
+const IDLE_TICK: Duration = Duration::from_millis(5);
+
 /// Serves a bus on `interface` until `stop` is set: attaches XDP_PASS, then for every
 /// EtherCAT frame calls `process(frame, kernel_rx_time_ns)` and sends back what it
-/// returns (`None`: the frame is lost). The processed frame is what the last terminal
-/// sends back towards the master.
+/// returns (`None`: the frame is lost), holding a reply back by its delay. Between frames
+/// `idle(now_ns)` runs every few milliseconds so that timers expire on time.
 pub fn serve(
     interface: &str,
     stop: &Arc<AtomicBool>,
-    mut process: impl FnMut(&[u8], u64) -> Option<Vec<u8>>,
+    mut process: impl FnMut(&[u8], u64) -> Option<Reply>,
+    mut idle: impl FnMut(u64),
 ) -> Result<ServeStats, ServeError> {
     let _xdp = XdpPass::attach(interface)?;
-    let socket = EthercatSocket::open(interface, Duration::from_millis(100))?;
+    let socket = EthercatSocket::open(interface, IDLE_TICK)?;
     let mut stats = ServeStats::default();
+    let mut held: Vec<(std::time::Instant, Vec<u8>)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        let Some(rx) = socket.recv()? else { continue };
+        let now = std::time::Instant::now();
+        let mut i = 0;
+        while i < held.len() {
+            if held[i].0 <= now {
+                let (_, frame) = held.remove(i);
+                socket.send(&frame)?;
+                stats.sent += 1;
+            } else {
+                i += 1;
+            }
+        }
+        let Some(rx) = socket.recv()? else {
+            idle(realtime_ns());
+            continue;
+        };
         stats.received += 1;
-        match process(&rx.frame, rx.time_ns) {
-            Some(reply) => {
-                socket.send(&reply)?;
+        let time = if rx.time_ns == 0 {
+            realtime_ns()
+        } else {
+            rx.time_ns
+        };
+        match process(&rx.frame, time) {
+            Some(reply) if reply.delay_ns == 0 => {
+                socket.send(&reply.frame)?;
                 stats.sent += 1;
             }
+            Some(reply) => held.push((
+                std::time::Instant::now() + Duration::from_nanos(reply.delay_ns),
+                reply.frame,
+            )),
             None => stats.dropped += 1,
         }
     }
@@ -377,20 +421,188 @@ fn set_alias(sii: &mut crate::sii::Sii, alias: u16) {
     sii.raw[14] = crc;
 }
 
-/// Turns a built bus into the frame processor [`serve`] runs: frame in, processed frame
-/// out, `None` when the segment loses it (faults, malformed frame) or it is not EtherCAT.
-pub fn bus_processor(
-    bus: crate::topology::BuiltBus,
-) -> Result<impl FnMut(&[u8], u64) -> Option<Vec<u8>>, ServeError> {
-    let mut segment = build_segment(bus);
-    Ok(move |frame: &[u8], now_ns: u64| {
+/// The segment of a bus behind [`serve`]: frame in, processed frame out.
+#[derive(Debug)]
+pub struct BusProcessor {
+    segment: crate::segment::Segment,
+}
+
+impl BusProcessor {
+    /// Processes one frame arriving at `now_ns`: `None` when the segment loses it
+    /// (faults, malformed frame) or it is not EtherCAT.
+    pub fn process(&mut self, frame: &[u8], now_ns: u64) -> Option<Reply> {
         // Watchdogs and EEPROM timers run on time, not only on frames: bring every
         // terminal to the frame's arrival time first.
-        segment.advance(now_ns);
+        self.segment.advance(now_ns);
         let mut f = frame.to_vec();
-        match segment.process(&mut f, now_ns) {
-            crate::segment::FrameOutcome::Reply { .. } => Some(f),
+        match self.segment.process(&mut f, now_ns) {
+            crate::segment::FrameOutcome::Reply { delay_ns } => Some(Reply { frame: f, delay_ns }),
             crate::segment::FrameOutcome::Lost | crate::segment::FrameOutcome::NotEtherCat => None,
         }
-    })
+    }
+
+    /// Lets time pass without a frame (watchdogs expire on time).
+    pub fn idle(&mut self, now_ns: u64) {
+        self.segment.advance(now_ns);
+    }
+
+    /// The fault handle of the segment, switchable while serving.
+    pub fn faults(&self) -> crate::fault::Faults {
+        self.segment.faults()
+    }
+
+    /// The segment.
+    pub fn segment(&self) -> &crate::segment::Segment {
+        &self.segment
+    }
+}
+
+/// Builds the [`BusProcessor`] of a built bus.
+pub fn bus_processor(bus: crate::topology::BuiltBus) -> BusProcessor {
+    BusProcessor {
+        segment: build_segment(bus),
+    }
+}
+
+/// Applies one fault-injection command to `faults` and returns what is now in force.
+///
+/// Commands (one per line): `drop RATIO`, `corrupt RATIO`, `delay RATIO MICROSECONDS`,
+/// `link down|up`, `silent POSITION|none`, `power-cycle POSITION`,
+/// `fall-back POSITION init|preop|safeop CODE` (code in hex, e.g. 0x001A), `clear`, `show`.
+/// Ratios are fractions 0..1 of frames; positions count terminals from 0.
+pub fn apply_fault_command(faults: &crate::fault::Faults, line: &str) -> Result<String, String> {
+    use crate::app::AlState;
+    use crate::fault::{FaultSettings, TerminalFault};
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let ratio = |w: Option<&&str>| -> Result<f64, String> {
+        let w = w.ok_or("missing ratio (a fraction 0..1)")?;
+        let r: f64 = w.parse().map_err(|_| format!("{w:?} is not a number"))?;
+        if (0.0..=1.0).contains(&r) {
+            Ok(r)
+        } else {
+            Err(format!("ratio {r} is not within 0..1"))
+        }
+    };
+    let position = |w: Option<&&str>| -> Result<usize, String> {
+        let w = w.ok_or("missing terminal position")?;
+        w.parse()
+            .map_err(|_| format!("{w:?} is not a terminal position"))
+    };
+    match words.as_slice() {
+        ["drop", rest @ ..] => faults.set_drop_ratio(ratio(rest.first())?),
+        ["corrupt", rest @ ..] => faults.set_corrupt_ratio(ratio(rest.first())?),
+        ["delay", rest @ ..] => {
+            let r = ratio(rest.first())?;
+            let us: u64 = rest
+                .get(1)
+                .ok_or("missing delay in microseconds")?
+                .parse()
+                .map_err(|_| "delay must be whole microseconds".to_string())?;
+            faults.set_delay(r, us * 1000);
+        }
+        ["link", "down"] => faults.set_link_down(true),
+        ["link", "up"] => faults.set_link_down(false),
+        ["silent", "none"] => faults.set_silent_from(None),
+        ["silent", rest @ ..] => faults.set_silent_from(Some(position(rest.first())?)),
+        ["power-cycle", rest @ ..] => {
+            faults.inject(position(rest.first())?, TerminalFault::PowerCycle)
+        }
+        ["fall-back", rest @ ..] => {
+            let pos = position(rest.first())?;
+            let state = match rest.get(1).copied() {
+                Some("init") => AlState::Init,
+                Some("preop") => AlState::PreOp,
+                Some("safeop") => AlState::SafeOp,
+                other => return Err(format!("state {other:?} is not init, preop or safeop")),
+            };
+            let code = rest.get(2).ok_or("missing AL status code")?;
+            let code = u16::from_str_radix(code.trim_start_matches("0x"), 16)
+                .map_err(|_| format!("{code:?} is not a hexadecimal AL status code"))?;
+            faults.inject(pos, TerminalFault::FallBack { state, code });
+        }
+        ["clear"] => faults.set(FaultSettings::default()),
+        ["show"] => {}
+        _ => {
+            return Err(format!(
+                "unknown fault command {line:?} (drop, corrupt, delay, link, silent, power-cycle, fall-back, clear, show)"
+            ));
+        }
+    }
+    Ok(format!("{:?}", faults.settings()))
+}
+
+/// Serves fault-injection commands on the Unix socket at `path` (one command per
+/// connection, one line back: `ok SETTINGS` or `error MESSAGE`) until the process ends.
+pub fn spawn_control(
+    path: &std::path::Path,
+    faults: crate::fault::Faults,
+) -> Result<std::thread::JoinHandle<()>, ServeError> {
+    use std::io::{BufRead, BufReader, Write};
+    let _ = std::fs::remove_file(path);
+    let listener =
+        std::os::unix::net::UnixListener::bind(path).map_err(|source| ServeError::Sys {
+            what: "binding the control socket",
+            interface: path.display().to_string(),
+            source,
+        })?;
+    Ok(std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut line = String::new();
+            if BufReader::new(&conn).read_line(&mut line).is_err() {
+                continue;
+            }
+            let answer = match apply_fault_command(&faults, line.trim()) {
+                Ok(s) => {
+                    tracing::info!(command = line.trim(), "fault injection");
+                    format!("ok {s}\n")
+                }
+                Err(e) => format!("error {e}\n"),
+            };
+            let _ = conn.write_all(answer.as_bytes());
+        }
+    }))
+}
+
+/// Sends one command to a server's control socket and returns its answer.
+pub fn send_control(path: &std::path::Path, command: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| format!("cannot reach the control socket {}: {e}", path.display()))?;
+    s.write_all(format!("{command}\n").as_bytes())
+        .map_err(|e| format!("writing to {}: {e}", path.display()))?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)
+        .map_err(|e| format!("reading from {}: {e}", path.display()))?;
+    match answer.trim().strip_prefix("ok ") {
+        Some(settings) => Ok(settings.to_string()),
+        None => Err(answer.trim().trim_start_matches("error ").to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_commands_change_the_settings() {
+        let f = crate::fault::Faults::default();
+        apply_fault_command(&f, "drop 0.25").expect("drop");
+        apply_fault_command(&f, "delay 0.5 200").expect("delay");
+        apply_fault_command(&f, "silent 3").expect("silent");
+        let s = f.settings();
+        assert_eq!(s.drop_ratio, 0.25);
+        assert_eq!((s.delay_ratio, s.delay_ns), (0.5, 200_000));
+        assert_eq!(s.silent_from, Some(3));
+        apply_fault_command(&f, "fall-back 2 safeop 0x001A").expect("fall-back");
+        assert_eq!(f.take_pending().len(), 1);
+        assert!(apply_fault_command(&f, "drop 2").is_err());
+        assert!(
+            apply_fault_command(&f, "explode")
+                .expect_err("unknown")
+                .contains("unknown")
+        );
+        apply_fault_command(&f, "clear").expect("clear");
+        assert_eq!(f.settings(), crate::fault::FaultSettings::default());
+    }
 }

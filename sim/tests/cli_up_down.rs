@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 fn sim(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferrocat-sim"))
@@ -56,6 +57,28 @@ fn up_answers_then_down_removes_everything_even_after_a_crash() {
         .trim()
         .parse()
         .expect("pid");
+
+    // Fault injection at run time: with the link down nothing answers, back up it does.
+    let f = sim(&["fault", "--name", &name, "link", "down"]);
+    assert!(f.status.success(), "fault: {}", text(&f));
+    assert!(
+        String::from_utf8_lossy(&f.stdout).contains("link_down: true"),
+        "{}",
+        text(&f)
+    );
+    let wkc = ferrocat_sim::netns::wait_for_bus(&name, Duration::from_millis(600)).expect("probe");
+    assert_eq!(wkc, None, "no answer with the link down");
+    let f = sim(&["fault", "--name", &name, "link", "up"]);
+    assert!(f.status.success(), "fault: {}", text(&f));
+    let wkc = ferrocat_sim::netns::wait_for_bus(&name, Duration::from_secs(5)).expect("probe");
+    assert_eq!(wkc, Some(7), "all seven answer again");
+    let f = sim(&["fault", "--name", &name, "drop", "1.5"]);
+    assert!(!f.status.success());
+    assert!(
+        String::from_utf8_lossy(&f.stderr).contains("not within 0..1"),
+        "{}",
+        text(&f)
+    );
 
     // The name is taken now.
     let again = sim(&["up", "--name", &name, topology]);

@@ -103,7 +103,7 @@ fn ethercrab_runs_the_reference_bus() {
     let siis: Vec<_> = bus.terminals.iter().map(|t| t.sii.clone()).collect();
     let names: Vec<String> = bus.terminals.iter().map(|t| t.name.clone()).collect();
     let plant = bus.plant.clone();
-    let mut process = serve::bus_processor(bus).expect("segment");
+    let processor = serve::bus_processor(bus);
 
     let (veth, sim_if) = Veth::new();
     let capture: Arc<Mutex<Captured>> = Arc::default();
@@ -113,15 +113,21 @@ fn ethercrab_runs_the_reference_bus() {
         let stop = stop.clone();
         let sim_if = sim_if.clone();
         std::thread::spawn(move || {
-            serve::serve(&sim_if, &stop, |frame, t| {
-                let reply = process(frame, t);
-                let mut c = capture.lock().expect("capture");
-                c.push((t, frame.to_vec()));
-                if let Some(r) = &reply {
-                    c.push((t + 1000, r.clone()));
-                }
-                reply
-            })
+            let processor = std::cell::RefCell::new(processor);
+            serve::serve(
+                &sim_if,
+                &stop,
+                |frame, t| {
+                    let reply = processor.borrow_mut().process(frame, t);
+                    let mut c = capture.lock().expect("capture");
+                    c.push((t, frame.to_vec()));
+                    if let Some(r) = &reply {
+                        c.push((t + 1000, r.frame.clone()));
+                    }
+                    reply
+                },
+                |now| processor.borrow_mut().idle(now),
+            )
         })
     };
     std::thread::sleep(Duration::from_millis(200));
