@@ -36,7 +36,8 @@ fn text(o: &Output) -> String {
 fn up_answers_then_down_removes_everything_even_after_a_crash() {
     let topology = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/reference.toml");
     let topology = topology.to_str().expect("utf-8 path");
-    let name = format!("fcsu{}", std::process::id() % 100_000);
+    // Unique per process (tests of other crates may bring up buses at the same time).
+    let name = format!("fcsu{}x0", std::process::id() % 100_000);
     let bus = Bus(name.clone());
 
     let up = sim(&["up", "--name", &name, topology]);

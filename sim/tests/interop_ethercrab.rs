@@ -35,9 +35,11 @@ struct Veth {
 
 impl Veth {
     fn new() -> (Self, String) {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let pid = std::process::id() % 100_000;
-        let master = format!("fcsm{pid}");
-        let sim = format!("fcss{pid}");
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 100;
+        let master = format!("fcsm{pid}x{n}");
+        let sim = format!("fcss{pid}x{n}");
         let ok = Command::new("ip")
             .args(["link", "add", &master, "type", "veth", "peer", "name", &sim])
             .status()

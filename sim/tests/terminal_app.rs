@@ -117,3 +117,54 @@ fn outputs_are_logged_and_wired_back_as_inputs() {
         .expect("logged");
     assert!(last.safe_state && last.value == 0);
 }
+
+#[test]
+fn pdo_assignment_written_over_coe_decides_the_expected_sm_sizes() {
+    use ferrocat_sim::app::{AlState, MailboxOutbox, SmConfig, Transition, al_status};
+    let od = ObjectDictionary::from_json_file(&testdata().join("sdo/el3164.json")).expect("json");
+    let mut t = DictionaryTerminal::new(0, od, true, PlantHandle::default());
+    t.state_changed(0, AlState::Init, AlState::PreOp);
+    let inputs = |t: &DictionaryTerminal| {
+        t.process_data_layout()
+            .iter()
+            .filter(|l| l.direction == PdDirection::Inputs)
+            .map(|l| l.bytes)
+            .sum::<u16>()
+    };
+    assert_eq!(inputs(&t), 16, "four channels of 4 bytes");
+    // Complete-access download of 0x1C13 = [0x1A00, 0x1A02], as a master does in PRE-OP.
+    let mut outbox = MailboxOutbox::new(128);
+    let mut req = vec![16, 0, 0, 0, 0, 0x13, 0x00, 0x20, 0x31, 0x13, 0x1C, 0x00];
+    req.extend_from_slice(&6u32.to_le_bytes());
+    req.extend_from_slice(&[2, 0, 0x00, 0x1A, 0x02, 0x1A]);
+    req.resize(128, 0);
+    t.mailbox_received(0, &req, &mut outbox);
+    let reply = outbox.pop().expect("reply");
+    assert_eq!(
+        reply[8], 0x70,
+        "download initiate response with complete access"
+    );
+    assert_eq!(inputs(&t), 8, "two channels now");
+    let sm = |len| SmConfig {
+        start: 0x1180,
+        length: len,
+        control: 0x20,
+        activate: 1,
+    };
+    let mut sms = [SmConfig::default(); 4];
+    sms[3] = sm(16);
+    fn to_safeop(sms: &[SmConfig]) -> Transition<'_> {
+        Transition {
+            from: AlState::PreOp,
+            to: AlState::SafeOp,
+            sms,
+        }
+    }
+    assert_eq!(
+        t.check_transition(0, to_safeop(&sms)),
+        Err(al_status::INVALID_INPUT_CONFIG),
+        "the old 16-byte SM3 no longer fits"
+    );
+    sms[3] = sm(8);
+    assert_eq!(t.check_transition(0, to_safeop(&sms)), Ok(()));
+}

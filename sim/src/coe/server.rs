@@ -468,13 +468,15 @@ impl CoeServer {
             return self.abort(download.index, download.sub, AbortCode::LENGTH_MISMATCH);
         };
         download.data.extend_from_slice(chunk);
+        // More or fewer bytes than the initiate request announced: the service's length
+        // does not match. ETG.1000.6 table 41.
         if download.data.len() > download.total {
-            return self.abort(download.index, download.sub, AbortCode::LENGTH_TOO_HIGH);
+            return self.abort(download.index, download.sub, AbortCode::LENGTH_MISMATCH);
         }
         let last = command & CMD_LAST_SEGMENT != 0;
         if last {
             if download.data.len() != download.total {
-                return self.abort(download.index, download.sub, AbortCode::LENGTH_TOO_LOW);
+                return self.abort(download.index, download.sub, AbortCode::LENGTH_MISMATCH);
             }
             let result = if download.complete_access {
                 self.od
