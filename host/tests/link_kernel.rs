@@ -366,9 +366,9 @@ fn sixty_four_fragments_fit_the_stack_load_and_run() {
         let at = block
             .offset(&format!("motor{i}"), "position")
             .expect("placed") as usize;
-        mem.write::<i32>(at, 1000 + i as i32).expect("position");
+        mem.write::<i32>(at, 1000 + i).expect("position");
     }
-    let run = prog.test_run(&vec![0u8; 160]).expect("run");
+    let run = prog.test_run(&[0u8; 160]).expect("run");
     assert_eq!(run.retval, xdp_action::TX);
     for i in 0..64 {
         let at = 14 + 2 * i;
