@@ -485,14 +485,38 @@ where
     I: IntoIterator<Item = S>,
     S: Into<std::ffi::OsString> + Clone,
 {
+    match execute(args, out, opener).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if !e.message.is_empty() {
+                eprintln!("ferrocat: {e}");
+            }
+            ExitCode::from(e.exit as u8)
+        }
+    }
+}
+
+/// Parse `args` and run the subcommand, writing its output to `out`; the error carries
+/// the exit code and the message `ferrocat` prints. `--help` and `--version` print to
+/// stdout and succeed; a command-line error is printed by clap and returned with an
+/// empty message and exit code 64.
+pub async fn execute<I, S>(
+    args: I,
+    out: Box<dyn Write + Send>,
+    opener: LinkOpener,
+) -> Result<(), CliError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
-                ExitCode::from(Exit::Usage as u8)
+                Err(CliError::new(Exit::Usage, ""))
             } else {
-                ExitCode::SUCCESS
+                Ok(())
             };
         }
     };
@@ -510,17 +534,8 @@ where
         (Err(e), _) | (Ok(()), Err(e)) => Err(e),
         (Ok(()), Ok(())) => Ok(()),
     };
-    match result {
-        Ok(()) => {
-            let _ = ctx.out().flush();
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            let _ = ctx.out().flush();
-            eprintln!("ferrocat: {e}");
-            ExitCode::from(e.exit as u8)
-        }
-    }
+    let _ = ctx.out().flush();
+    result
 }
 
 /// Log to stderr at a level chosen by `-v` (or `RUST_LOG`); a no-op when a subscriber is

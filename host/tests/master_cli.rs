@@ -1,0 +1,288 @@
+//! The `ferrocat` subcommands of the master (slaves, states, reg, diag, capture) run
+//! against ferrocat-sim in process; their output is asserted.
+
+mod master_support;
+
+use ferrocat::cli::{CliError, Exit, LinkOpener, execute};
+use ferrocat_sim::inproc::BusHandle;
+use master_support::*;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// Output collected from a run.
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Run `ferrocat -i sim0 ARGS` against a fresh reference bus; returns output, result and
+/// the bus (for inspection).
+async fn ferrocat(args: &[&str]) -> (String, Result<(), CliError>, Option<BusHandle>) {
+    let buf = Buf::default();
+    let handle: Arc<Mutex<Option<BusHandle>>> = Arc::default();
+    let h = handle.clone();
+    let opener: LinkOpener = Box::new(move |iface| {
+        assert_eq!(iface, "sim0");
+        let (link, bus) = sim_link(&REFERENCE);
+        *h.lock().unwrap() = Some(bus);
+        Ok(boxed(link))
+    });
+    let mut argv = vec!["ferrocat", "-i", "sim0"];
+    argv.extend_from_slice(args);
+    let result = execute(argv, Box::new(buf.clone()), opener).await;
+    let out = String::from_utf8(buf.0.lock().unwrap().clone()).expect("UTF-8 output");
+    let bus = handle.lock().unwrap().take();
+    (out, result, bus)
+}
+
+#[tokio::test]
+async fn slaves_prints_a_table() {
+    let (out, result, _) = ferrocat(&["slaves"]).await;
+    result.expect("slaves succeeds");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 8, "header + 7 terminals:\n{out}");
+    assert!(
+        lines[0].starts_with("POS  ADDR   ALIAS STATE   VENDOR"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        lines[1],
+        "0    0x1001 0     INIT    0x00000002 0x044c2c52 0x00120000 0x00000000 EK1100 EtherCAT-Koppler (2A E-Bus)"
+    );
+    assert!(
+        lines[7].starts_with("6    0x1007 0     INIT    0x00000002 0x1b813052 0x00170000"),
+        "{}",
+        lines[7]
+    );
+    assert!(lines[7].ends_with("EL7041 1K. Schrittmotor-Endstufe (50V, 5A)"));
+}
+
+#[tokio::test]
+async fn slaves_json_has_one_object_per_terminal() {
+    let (out, result, _) = ferrocat(&["--json", "slaves"]).await;
+    result.expect("slaves --json succeeds");
+    let objects: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(objects.len(), 7);
+    let el2004 = &objects[1];
+    assert_eq!(el2004["position"], 1);
+    assert_eq!(el2004["station_address"], 0x1002);
+    assert_eq!(el2004["alias"], 0);
+    assert_eq!(el2004["vendor_id"], 2);
+    assert_eq!(el2004["product_code"], 0x07D43052);
+    assert_eq!(el2004["revision"], 0x00100000);
+    assert_eq!(el2004["serial"], 0);
+    assert_eq!(el2004["state"], "INIT");
+    assert!(el2004["name"].as_str().unwrap_or("").starts_with("EL2004"));
+    assert_eq!(el2004["parent"], serde_json::json!([0, 1]));
+}
+
+#[tokio::test]
+async fn slaves_selects_one_terminal_or_says_none_matches() {
+    let (out, result, _) = ferrocat(&["slaves", "-p", "3", "-l"]).await;
+    result.expect("one terminal");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].contains("PARENT"), "long format: {}", lines[0]);
+    assert!(lines[1].starts_with("3    0x1004"), "{}", lines[1]);
+    assert!(
+        lines[1].contains(" 2:1 "),
+        "hangs off position 2 port 1: {}",
+        lines[1]
+    );
+    let (_, result, _) = ferrocat(&["slaves", "-p", "9"]).await;
+    let e = result.unwrap_err();
+    assert_eq!(e.exit, Exit::NoInput);
+    assert_eq!(
+        e.message,
+        "no terminal at position 9 (the bus has 7 terminals)"
+    );
+}
+
+#[tokio::test]
+async fn states_brings_the_bus_to_preop() {
+    let (out, result, bus) = ferrocat(&["states", "PREOP"]).await;
+    result.expect("PRE-OP");
+    assert_eq!(out.lines().count(), 7);
+    assert!(out.lines().all(|l| l.ends_with(" PREOP")), "{out}");
+    let bus = bus.expect("bus opened");
+    let seg = bus.segment();
+    for i in 0..7 {
+        let t = seg.terminal(i).expect("terminal");
+        assert_eq!(
+            format!("{:?}", t.al_state())
+                .to_uppercase()
+                .replace('_', ""),
+            "PREOP"
+        );
+    }
+}
+
+#[tokio::test]
+async fn states_of_one_terminal_leaves_the_others() {
+    let (out, result, bus) = ferrocat(&["states", "-s", "0x1003", "preop"]).await;
+    result.expect("one terminal to PRE-OP");
+    assert_eq!(out.trim(), "2    0x1003 PREOP");
+    let bus = bus.expect("bus opened");
+    let seg = bus.segment();
+    let state = |i| format!("{:?}", seg.terminal(i).expect("terminal").al_state()).to_uppercase();
+    assert_eq!(state(2), "PREOP");
+    assert_eq!(state(1), "INIT");
+}
+
+#[tokio::test]
+async fn states_rejects_unknown_state() {
+    let (_, result, _) = ferrocat(&["states", "RUN"]).await;
+    assert_eq!(result.unwrap_err().exit, Exit::Usage);
+}
+
+#[tokio::test]
+async fn reg_read_decodes_typed_values() {
+    let (out, result, _) = ferrocat(&["reg", "read", "-p", "0", "AL_STATUS"]).await;
+    result.expect("read");
+    assert_eq!(out.trim(), "0x0001 (1)");
+    let (out, result, _) = ferrocat(&["reg", "read", "-p", "1", "STATION_ADDRESS"]).await;
+    result.expect("read");
+    assert_eq!(out.trim(), "0x1002 (4098)");
+    let (out, result, _) = ferrocat(&["reg", "read", "0x0000", "2", "-t", "hex"]).await;
+    result.expect("read all");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 7);
+    assert!(lines[0].starts_with("0    0x1001 "), "{}", lines[0]);
+    let (out, result, _) = ferrocat(&["reg", "read", "--broadcast", "AL_STATUS"]).await;
+    result.expect("broadcast read");
+    assert_eq!(out.trim(), "0x0001 (1) (working counter 7)");
+}
+
+#[tokio::test]
+async fn reg_write_reaches_the_terminal() {
+    let (out, result, bus) =
+        ferrocat(&["reg", "write", "-p", "2", "0x0f00", "0xa5", "-t", "u8"]).await;
+    result.expect("write");
+    assert_eq!(out, "");
+    let bus = bus.expect("bus opened");
+    assert_eq!(
+        bus.segment().terminal(2).expect("terminal").peek(0x0f00),
+        0xa5
+    );
+    let (_, result, _) = ferrocat(&["reg", "write", "0x0f00", "1"]).await;
+    let e = result.unwrap_err();
+    assert_eq!(e.exit, Exit::Usage, "{}", e.message);
+    let (_, result, _) =
+        ferrocat(&["reg", "write", "-p", "0", "0x0f00", "0x1ff", "-t", "u8"]).await;
+    assert_eq!(result.unwrap_err().exit, Exit::DataErr);
+}
+
+#[tokio::test]
+async fn diag_shows_ports_and_counters() {
+    let (out, result, _) = ferrocat(&["diag", "-p", "6"]).await;
+    result.expect("diag");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "header, 4 ports, totals:\n{out}");
+    assert!(
+        lines[1].starts_with("6    0x1007 0    up   open   yes"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with("6    0x1007 1    down closed no"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(
+        lines[5],
+        "6    0x1007 processing unit errors 0, PDI errors 0"
+    );
+    let (out, result, _) = ferrocat(&["--json", "diag"]).await;
+    result.expect("diag --json");
+    let v: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(v.len(), 7);
+    assert_eq!(v[0]["ports"][1]["communication"], true);
+    assert_eq!(v[6]["ports"][1]["communication"], false);
+}
+
+#[tokio::test]
+async fn capture_writes_pcapng_of_the_bring_up() {
+    let dir = std::env::temp_dir().join(format!("ferrocat-master-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bringup.pcapng");
+    let p = path.to_str().unwrap().to_owned();
+    let (out, result, _) = ferrocat(&["capture", "-o", &p, "--state", "PREOP"]).await;
+    result.expect("capture");
+    assert!(out.contains("frames from 7 terminals written to"), "{out}");
+    let bytes = std::fs::read(&path).unwrap();
+    let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).expect("pcapng");
+    let mut frames = 0;
+    let mut sent = 0;
+    while let Some(block) = reader.next_block() {
+        if let pcap_file::pcapng::Block::EnhancedPacket(epb) = block.expect("valid block") {
+            frames += 1;
+            let f = ferrocat::ethercat::wire::Frame::new_checked(&epb.data[..])
+                .expect("every captured frame is EtherCAT");
+            if f.source()[0] & 0x02 == 0 {
+                sent += 1;
+            }
+        }
+    }
+    assert!(
+        frames > 100,
+        "a bring-up with SII reads takes many frames: {frames}"
+    );
+    assert_eq!(sent * 2, frames, "every request has its reply");
+    let n: usize = out.split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(n, frames);
+    assert_tshark_clean(&path, frames);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// tshark (installed by scripts/setup.sh) dissects every frame as EtherCAT and flags
+/// nothing as malformed or worth a warning.
+fn assert_tshark_clean(path: &std::path::Path, frames: usize) {
+    let run = |filter: &str| {
+        let out = std::process::Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(path)
+            .args(["-Y", filter])
+            .output()
+            .expect("tshark runs (install it with scripts/setup.sh)");
+        assert!(
+            out.status.success(),
+            "tshark failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let bad = run("_ws.malformed || _ws.expert.severity >= warning");
+    assert_eq!(bad, "", "tshark flags frames of the capture");
+    let ecat = run("ecat");
+    assert_eq!(
+        ecat.lines().count(),
+        frames,
+        "tshark sees every frame as EtherCAT"
+    );
+}
+
+#[tokio::test]
+async fn no_interface_is_a_usage_error() {
+    let buf = Buf::default();
+    let opener: LinkOpener = Box::new(|_| unreachable!("no bus without -i"));
+    let e = execute(["ferrocat", "slaves"], Box::new(buf), opener)
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit, Exit::Usage);
+    assert!(e.message.contains("-i IFACE"));
+}
