@@ -4,6 +4,9 @@
 //! ([`ebpf`]), the fragment format that plugins hand to the host's linker
 //! ([`fragment`]), and the `ebpf!` DSL that makes device logic read like ordinary Rust.
 
+extern crate self as ferrocat_plugin_api;
+
+pub mod devices;
 pub mod ebpf;
 pub mod fragment;
 

@@ -17,7 +17,8 @@
 //! }
 //! ```
 //!
-//! The struct gets the builder lifetime `'b`; variable fields become `Var<'b>` (or
+//! The struct gets the builder lifetime `'b`, and fields without a visibility of their
+//! own that of the struct; variable fields become `Var<'b>` (or
 //! `Option<Var<'b>>`), a field whose type mentions `'b` is a nested device, and any other
 //! field is a generation-time value initialised with `Default::default()` (override it with
 //! struct-update syntax: `Follower { lag: 100, ..Follower::declare(b, &|_| true) }`). Bare
@@ -281,6 +282,12 @@ fn expand_def(def: &DeviceDef) -> TokenStream {
             TokenStream::new()
         } else {
             quote!(#[doc = #doc])
+        };
+        // A field without its own visibility is as visible as the struct (the handles
+        // are the device's interface, like the seed's class attributes).
+        let fvis = match fvis {
+            Visibility::Inherited => vis.to_token_stream(),
+            other => other.to_token_stream(),
         };
         decls.push(quote!(#(#fattrs)* #doc_attr #fvis #fname: #ty));
         inits.push(quote!(#fname: #init));

@@ -10,8 +10,8 @@
 //! | `match e { .. }` | itself: a generation-time `match` (arm bodies lowered) |
 //! | `a > b`, `>=`, `<`, `<=`, `==`, `!=` | `a.gt(b)`, `.ge`, `.lt`, `.le`, `.eq`, `.ne` (a literal on the left is swapped to the right: `0 < x` is `x.gt(0)`) |
 //! | `c && d`, `c \|\| d` | `c.and(d)`, `c.or(d)` |
-//! | `!c` in a condition | `!c` for a comparison or `&&`/`\|\|`; `v.eq(0)` for a plain value |
-//! | a plain value `v` as an operand of `&&`/`\|\|` | `v.ne(0)` |
+//! | `!c` in a condition | `!c` (`Not` on a condition) |
+//! | a plain value `v` as a condition | `v.is_true()` (non-zero; a bool bit is tested directly) |
 //! | `x = e;` | `x.assign(e);` (`e.as_value()` if `e` is a condition) |
 //! | `x += e;` (and `-= *= /= %= <<= >>= &= \|= ^=`) | `x.add_assign(e);` (`sub_assign` ...) |
 //! | `let t = e;` | `let t = b.temp(e);` (a run-time temporary) |
@@ -227,18 +227,16 @@ impl Cx {
         }
         let bp = builder_path();
         let inner = self.branch();
-        let closure_param = match &self.builder {
-            Some(_) => {
-                let p = branch_builder();
-                quote!(|#p|)
-            }
-            None => quote!(||),
+        // `else` arms always get the builder; the free `if_` takes a plain closure.
+        let closure_param = {
+            let p = branch_builder();
+            quote!(|#p|)
         };
         let cond = self.cond(&i.cond)?;
         let then = inner.block(&i.then_branch)?;
         let mut out = match &self.builder {
             Some(b) => quote_spanned!(i.if_token.span => #b.if_(#cond, #closure_param #then)),
-            None => quote_spanned!(i.if_token.span => #bp::if_(#cond, #closure_param #then)),
+            None => quote_spanned!(i.if_token.span => #bp::if_(#cond, || #then)),
         };
         let mut rest = i.else_branch.as_ref();
         while let Some((else_token, branch)) = rest {
@@ -354,10 +352,15 @@ impl Cx {
                     Ok(quote!(#not #inner))
                 } else {
                     let inner = self.receiver(&u.expr)?;
-                    Ok(quote_spanned!(u.op.span() => #inner.eq(0)))
+                    let not = &u.op;
+                    Ok(quote_spanned!(u.op.span() => #not #inner.is_true()))
                 }
             }
-            other => self.value(other),
+            other if yields_condition(other) => self.value(other),
+            other => {
+                let v = self.receiver(other)?;
+                Ok(quote_spanned!(other.span() => #v.is_true()))
+            }
         }
     }
 
@@ -368,18 +371,12 @@ impl Cx {
         if is_condition(e) || is_not {
             let c = self.cond(stripped)?;
             Ok(match stripped {
-                // `!c` keeps its `!` only for a condition or a call; as a receiver it
-                // needs parentheses.
-                Expr::Unary(u) if is_condition(&u.expr) || yields_condition(&u.expr) => {
-                    quote!((#c))
-                }
+                // `!c` as a receiver needs parentheses.
+                Expr::Unary(_) => quote!((#c)),
                 _ => c,
             })
-        } else if yields_condition(e) {
-            self.value(e)
         } else {
-            let v = self.receiver(e)?;
-            Ok(quote_spanned!(e.span() => #v.ne(0)))
+            self.cond(e)
         }
     }
 

@@ -187,10 +187,10 @@ fn plain_values_in_conditions() {
             if !self.moving() { s = 5; }
         },
         quote! {
-            b.if_(self.enabled, |__ebpf_b| { s.assign(1); });
-            b.if_(self.enabled.eq(0), |__ebpf_b| { s.assign(2); });
-            b.if_(self.enabled.ne(0).and(self.error.ne(0)), |__ebpf_b| { s.assign(3); });
-            b.if_((self.a + 1).eq(0).or(self.moving()), |__ebpf_b| { s.assign(4); });
+            b.if_(self.enabled.is_true(), |__ebpf_b| { s.assign(1); });
+            b.if_(!self.enabled.is_true(), |__ebpf_b| { s.assign(2); });
+            b.if_(self.enabled.is_true().and(self.error.is_true()), |__ebpf_b| { s.assign(3); });
+            b.if_((!(self.a + 1).is_true()).or(self.moving()), |__ebpf_b| { s.assign(4); });
             b.if_(!self.moving(), |__ebpf_b| { s.assign(5); });
         },
     );
@@ -223,7 +223,7 @@ fn assigning_a_condition_takes_its_value() {
         },
         quote! {
             self.flag.assign(self.a.gt(3).as_value());
-            self.flag.assign((!self.a.gt(3).or(self.b.ne(0))).as_value());
+            self.flag.assign((!self.a.gt(3).or(self.b.is_true())).as_value());
             let t = b.temp(a.eq(b).as_value());
         },
     );
