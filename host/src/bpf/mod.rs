@@ -4,6 +4,7 @@
 
 pub mod bpffs;
 pub mod map;
+mod netlink;
 pub mod prog;
 pub mod sys;
 pub mod xdp;

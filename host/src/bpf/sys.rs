@@ -72,6 +72,14 @@ pub enum Cmd {
     FdInfo,
     /// Reading `/sys/devices/system/cpu/possible`.
     PossibleCpus,
+    /// `statfs(2)` of a path that should be on bpffs.
+    Statfs,
+    /// `mount(2)` of a bpffs.
+    Mount,
+    /// `unlink(2)` of a pin.
+    Unlink,
+    /// An rtnetlink query of the XDP program attached to an interface.
+    Netlink,
 }
 
 impl Cmd {
@@ -98,7 +106,13 @@ impl Cmd {
             Cmd::LinkGetNextId => 31,
             Cmd::EnableStats => 32,
             Cmd::LinkDetach => 34,
-            Cmd::Mmap | Cmd::FdInfo | Cmd::PossibleCpus => return None,
+            Cmd::Mmap
+            | Cmd::FdInfo
+            | Cmd::PossibleCpus
+            | Cmd::Statfs
+            | Cmd::Mount
+            | Cmd::Unlink
+            | Cmd::Netlink => return None,
         })
     }
 
@@ -128,6 +142,10 @@ impl Cmd {
             Cmd::Mmap => "mmap",
             Cmd::FdInfo => "/proc/self/fdinfo",
             Cmd::PossibleCpus => "/sys/devices/system/cpu/possible",
+            Cmd::Statfs => "statfs",
+            Cmd::Mount => "mount",
+            Cmd::Unlink => "unlink",
+            Cmd::Netlink => "rtnetlink RTM_GETLINK",
         }
     }
 }
@@ -339,6 +357,34 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     unsafe fn munmap(&self, ptr: NonNull<u8>, len: usize);
     /// Number of possible CPUs (the stride count of per-CPU map values).
     fn possible_cpus(&self) -> Result<usize, SysError>;
+    /// The filesystem type (`f_type` of `statfs(2)`) of `path`.
+    fn fs_magic(&self, path: &Path) -> Result<i64, SysError>;
+    /// Mounts a bpffs at `path`.
+    fn mount_bpffs(&self, path: &Path) -> Result<(), SysError>;
+    /// Removes a pin.
+    fn unlink(&self, path: &Path) -> Result<(), SysError>;
+    /// Which XDP program is attached to interface `ifindex` of this network namespace,
+    /// and how.
+    fn xdp_attached(&self, ifindex: u32) -> Result<XdpAttached, SysError>;
+}
+
+/// The XDP program an interface runs, as rtnetlink reports it (`IFLA_XDP`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpAttached {
+    /// `XDP_ATTACHED_*`: 0 none, 1 native (driver), 2 generic (skb), 3 offloaded,
+    /// 4 several.
+    pub mode: u8,
+    /// The attached program's id (`IFLA_XDP_PROG_ID`), if one is attached.
+    pub prog_id: Option<u32>,
+}
+
+/// `BPF_FS_MAGIC`, the `f_type` of a bpffs (include/uapi/linux/magic.h).
+pub const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+fn path_cstring(cmd: Cmd, path: &Path) -> Result<std::ffi::CString, SysError> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| SysError::from_errno(cmd, libc::EINVAL))
 }
 
 thread_local! {
@@ -863,6 +909,54 @@ impl Kernel for RealKernel {
             ),
         })
     }
+
+    fn fs_magic(&self, path: &Path) -> Result<i64, SysError> {
+        let c = path_cstring(Cmd::Statfs, path)?;
+        // SAFETY: a zeroed statfs is valid; `c` is NUL-terminated.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: valid path and output buffer.
+        let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+        if rc != 0 {
+            return Err(SysError {
+                cmd: Cmd::Statfs,
+                source: io::Error::last_os_error(),
+            });
+        }
+        #[allow(clippy::unnecessary_cast)]
+        Ok(st.f_type as i64)
+    }
+
+    fn mount_bpffs(&self, path: &Path) -> Result<(), SysError> {
+        let c = path_cstring(Cmd::Mount, path)?;
+        // SAFETY: NUL-terminated strings; no data argument beyond the mode option.
+        let rc = unsafe {
+            libc::mount(
+                c"bpf".as_ptr(),
+                c.as_ptr(),
+                c"bpf".as_ptr(),
+                0,
+                c"mode=0700".as_ptr().cast(),
+            )
+        };
+        if rc != 0 {
+            return Err(SysError {
+                cmd: Cmd::Mount,
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    fn unlink(&self, path: &Path) -> Result<(), SysError> {
+        std::fs::remove_file(path).map_err(|source| SysError {
+            cmd: Cmd::Unlink,
+            source,
+        })
+    }
+
+    fn xdp_attached(&self, ifindex: u32) -> Result<XdpAttached, SysError> {
+        super::netlink::xdp_attached(ifindex)
+    }
 }
 
 /// The kind of object named by the text of `/proc/self/fdinfo/N`.
@@ -982,6 +1076,8 @@ struct FakeState {
     attached: HashMap<u32, u32>,
     /// Program ids whose last descriptor still refers to them (by id).
     progs: Vec<u32>,
+    /// Directories the fake treats as bpffs mounts.
+    bpffs: Vec<PathBuf>,
 }
 
 /// An in-memory stand-in for the kernel's BPF subsystem, for unit tests without root.
@@ -1630,6 +1726,37 @@ impl Kernel for FakeKernel {
 
     fn possible_cpus(&self) -> Result<usize, SysError> {
         Ok(self.cpus)
+    }
+
+    fn fs_magic(&self, path: &Path) -> Result<i64, SysError> {
+        if self.state().bpffs.iter().any(|d| path.starts_with(d)) {
+            Ok(BPF_FS_MAGIC)
+        } else {
+            RealKernel.fs_magic(path)
+        }
+    }
+
+    fn mount_bpffs(&self, path: &Path) -> Result<(), SysError> {
+        self.state().bpffs.push(path.to_path_buf());
+        Ok(())
+    }
+
+    fn unlink(&self, path: &Path) -> Result<(), SysError> {
+        if self.unpin(path) {
+            Ok(())
+        } else {
+            Err(SysError::from_errno(Cmd::Unlink, libc::ENOENT))
+        }
+    }
+
+    fn xdp_attached(&self, ifindex: u32) -> Result<XdpAttached, SysError> {
+        Ok(match self.attached_prog(ifindex) {
+            Some(id) => XdpAttached {
+                mode: 1,
+                prog_id: Some(id),
+            },
+            None => XdpAttached::default(),
+        })
     }
 }
 
