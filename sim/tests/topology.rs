@@ -41,3 +41,15 @@ fn reference_topology_builds_in_order() {
     assert_eq!(bus.terminals[6].drift_ppm, 15.0);
     assert_eq!(bus.plant.lock().models().len(), 4);
 }
+
+#[test]
+fn alias_is_written_into_the_eeprom_image_and_loaded_by_the_esc() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/sim");
+    let text = "[[terminal]]\nname = \"EL2004\"\neeprom = \"../../../shared/testdata/eeprom/el2004.bin\"\nalias = 0x1234\n";
+    let topology = Topology::parse(text, &dir.join("inline.toml"), &dir).expect("parses");
+    let segment = ferrocat_sim::serve::build_segment(topology.build().expect("builds"));
+    let esc = segment.terminal(0).expect("terminal");
+    // Word 4 of the image, and the alias register 0x0012 loaded from it. ETG.1000.4 table 33.
+    assert_eq!(&esc.eeprom()[8..10], &[0x34, 0x12]);
+    assert_eq!([esc.peek(0x0012), esc.peek(0x0013)], [0x34, 0x12]);
+}
