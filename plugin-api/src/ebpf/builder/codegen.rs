@@ -632,17 +632,15 @@ impl Inner {
     fn compile_pair(&mut self, a: u32, b: u32, want: Option<Reg>) -> (Opnd, Opnd) {
         let (na, nb) = (self.nodes[a as usize], self.nodes[b as usize]);
         let b_first = (nb.call && !na.call) || (nb.call == na.call && nb.need > na.need);
+        // The first result may be spilled while the second is computed; `combine`
+        // reloads it.
         if b_first {
             let ob = self.compile(b, None);
-            self.pin(ob, true);
             let oa = self.compile(a, want);
-            self.pin(ob, false);
             (oa, ob)
         } else {
             let oa = self.compile(a, want);
-            self.pin(oa, true);
             let ob = self.compile(b, None);
-            self.pin(oa, false);
             (oa, ob)
         }
     }
