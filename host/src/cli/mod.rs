@@ -39,6 +39,7 @@ macro_rules! subcommands {
 // One `mod` line per subcommand file.
 pub mod capture;
 pub mod diag;
+pub mod disasm;
 pub mod reg;
 pub mod slaves;
 pub mod states;
@@ -54,6 +55,8 @@ subcommands! {
     Diag(diag::Args) => diag::run,
     /// Record the frames of a bring-up as pcapng.
     Capture(capture::Args) => capture::run,
+    /// Disassemble a fragment file or raw eBPF instruction bytes.
+    Disasm(disasm::Args) => disasm::run,
 }
 
 /// `ferrocat`: an EtherCAT master for Linux.
