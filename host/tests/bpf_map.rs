@@ -213,3 +213,62 @@ fn ring_buffer_delivers_records_in_order() {
     assert_eq!(got, expected);
     assert_eq!(reader.next(), None);
 }
+
+/// `bpf_tail_call` (`enum bpf_func_id`).
+const BPF_FUNC_TAIL_CALL: i32 = 12;
+
+/// A dispatcher that tail-calls slot `slot` of `slots` and passes the frame if the slot
+/// is empty.
+fn dispatcher(slots: &Map, slot: i32) -> Program {
+    let insns = [
+        Insn::LdMapFd {
+            dst: Reg::R2,
+            fd: slots.raw_fd(),
+        },
+        mov(Reg::R3, slot),
+        Insn::Call {
+            helper: BPF_FUNC_TAIL_CALL,
+        },
+        mov(Reg::R0, xdp_action::PASS as i32),
+        Insn::Exit,
+    ];
+    Program::load_xdp("dispatch", &encode(&insns)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn prog_array_slots_route_tail_calls() {
+    let slots = Map::create(&MapSpec::prog_array("slots", 4)).expect("create");
+    let group = Program::load_xdp("group", &encode(&ret(xdp_action::TX))).expect("load");
+    let d = dispatcher(&slots, 2);
+    assert_eq!(
+        d.test_run(&frame(60)).expect("run").retval,
+        xdp_action::PASS
+    );
+    slots.set_prog(2, &group).expect("set");
+    assert_eq!(
+        slots.prog_id_at(2).expect("slot"),
+        Some(group.id().expect("id"))
+    );
+    assert_eq!(d.test_run(&frame(60)).expect("run").retval, xdp_action::TX);
+    assert!(slots.clear_prog(2).expect("clear"));
+    assert_eq!(slots.prog_id_at(2).expect("slot"), None);
+    assert_eq!(
+        d.test_run(&frame(60)).expect("run").retval,
+        xdp_action::PASS
+    );
+
+    // The kernel fact the dispatcher must live with: closing the last descriptor of an
+    // unpinned PROG_ARRAY empties it although the dispatcher still references the map.
+    slots.set_prog(2, &group).expect("set");
+    assert_eq!(d.test_run(&frame(60)).expect("run").retval, xdp_action::TX);
+    drop(slots);
+    // The kernel empties it from a work queue: poll with a generous timeout.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while d.test_run(&frame(60)).expect("run").retval != xdp_action::PASS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "PROG_ARRAY was not emptied"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}

@@ -155,3 +155,17 @@ fn short_frame_is_dropped() {
     assert_eq!(run.retval, xdp_action::TX);
     assert_eq!(run.data[0], 0xaa);
 }
+
+#[test]
+fn loaded_programs_are_listed_and_reopened_by_id() {
+    let p = Program::load_xdp("listed", &marker_program()).expect("load");
+    let id = p.id().expect("id");
+    let ids = ferrocat::bpf::prog::program_ids().expect("ids");
+    assert!(ids.contains(&id), "{id} not in {ids:?}");
+    let again = Program::from_id(id).expect("open by id");
+    assert_eq!(again.info().expect("info").name, "listed");
+    assert_eq!(
+        again.test_run(&frame(20)).expect("run").retval,
+        xdp_action::TX
+    );
+}

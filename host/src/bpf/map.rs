@@ -629,6 +629,23 @@ impl Map {
             .map_err(|e| self.sys(e))
     }
 
+    /// The id of the program in slot `index` of a PROG_ARRAY, `None` if the slot is
+    /// empty (the kernel answers user-space lookups of a PROG_ARRAY with program ids).
+    pub fn prog_id_at(&self, index: u32) -> Result<Option<u32>, MapError> {
+        if self.spec.map_type != MapType::ProgArray {
+            return Err(self.wrong("reading a program slot"));
+        }
+        let mut id = [0u8; 4];
+        match self
+            .kernel
+            .map_lookup(self.fd.as_fd(), &index.to_ne_bytes(), &mut id, 0)
+        {
+            Ok(()) => Ok(Some(u32::from_ne_bytes(id))),
+            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(self.sys(e)),
+        }
+    }
+
     /// Empties slot `index` of a PROG_ARRAY; returns whether it held a program.
     pub fn clear_prog(&self, index: u32) -> Result<bool, MapError> {
         if self.spec.map_type != MapType::ProgArray {
@@ -1203,7 +1220,10 @@ mod tests {
         let p =
             Program::load_with(k, &encode(&[Insn::Exit]), &LoadOptions::xdp("p")).expect("load");
         pa.set_prog(1, &p).expect("set");
+        assert_eq!(pa.prog_id_at(1).expect("slot"), Some(p.id().expect("id")));
+        assert_eq!(pa.prog_id_at(0).expect("slot"), None);
         assert!(pa.clear_prog(1).expect("clear"));
+        assert_eq!(pa.prog_id_at(1).expect("slot"), None);
         assert!(!pa.clear_prog(1).expect("clear again"));
         assert!(matches!(
             pa.lookup(&[0; 4]),

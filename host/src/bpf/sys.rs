@@ -1277,9 +1277,6 @@ impl Kernel for FakeKernel {
         if key.len() != m.attr.key_size as usize || value.len() != m.user_value_size(self.cpus) {
             return Err(SysError::from_errno(cmd, libc::EINVAL));
         }
-        if m.attr.map_type == fake_types::PROG_ARRAY {
-            return Err(SysError::from_errno(cmd, libc::EOPNOTSUPP));
-        }
         if let Some(mem) = &m.memory {
             let i = m
                 .index(key)
@@ -1342,9 +1339,12 @@ impl Kernel for FakeKernel {
             if prog_array {
                 let prog_fd = i32::from_ne_bytes([value[0], value[1], value[2], value[3]]);
                 let prog = self.state().objects.get(&prog_fd).cloned();
-                if !matches!(prog, Some(FakeObj::Prog(_))) {
+                let Some(FakeObj::Prog(id)) = prog else {
                     return err(libc::EINVAL);
-                }
+                };
+                // As the kernel, a lookup from user space answers the program's id.
+                m.entries.insert(key.to_vec(), id.to_ne_bytes().to_vec());
+                return Ok(());
             }
             m.entries.insert(key.to_vec(), value.to_vec());
             return Ok(());
