@@ -99,8 +99,7 @@ pub enum WireError {
         /// The code.
         code: u8,
     },
-    /// The last datagram within the header's length still says "more follows", or
-    /// datagrams end before the header's length.
+    /// The last datagram within the header's length still says "more follows".
     #[error("datagram chain inconsistent with the header length: {0}")]
     Chain(&'static str),
     /// A frame to emit does not fit one Ethernet frame.
@@ -132,6 +131,9 @@ pub struct Frame<T: AsRef<[u8]>> {
     buffer: T,
     /// Number of datagrams, counted during validation.
     count: usize,
+    /// Bytes of the datagram chain (at most the header's length: real masters, e.g.
+    /// TwinCAT, announce a length rounded up past the last datagram).
+    chain_len: usize,
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
@@ -196,24 +198,20 @@ impl<T: AsRef<[u8]>> Frame<T> {
             offset += needed;
             count += 1;
             let more = len_field & LEN_MORE != 0;
-            match (more, offset == area.len()) {
-                (true, false) | (false, true) => {}
-                (true, true) => {
-                    return Err(WireError::Chain(
-                        "the last datagram says another one follows",
-                    ));
-                }
-                (false, false) => {
-                    return Err(WireError::Chain(
-                        "datagrams end before the length in the EtherCAT header",
-                    ));
-                }
-            }
             if !more {
                 break;
             }
+            if offset == area.len() {
+                return Err(WireError::Chain(
+                    "the last datagram says another one follows",
+                ));
+            }
         }
-        Ok(Frame { buffer, count })
+        Ok(Frame {
+            buffer,
+            count,
+            chain_len: offset,
+        })
     }
 
     /// The underlying buffer.
@@ -250,11 +248,16 @@ impl<T: AsRef<[u8]>> Frame<T> {
         self.count
     }
 
+    /// Length of the datagram chain; bytes after it up to [`Frame::ecat_len`] are padding.
+    pub fn chain_len(&self) -> usize {
+        self.chain_len
+    }
+
     /// The datagrams, in order.
     pub fn datagrams(&self) -> Datagrams<'_> {
         let bytes = self.buffer.as_ref();
         Datagrams {
-            rest: &bytes[field::DATAGRAMS..field::DATAGRAMS + self.ecat_len()],
+            rest: &bytes[field::DATAGRAMS..field::DATAGRAMS + self.chain_len],
         }
     }
 
@@ -273,7 +276,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     /// The datagrams, mutable, in order (e.g. for a simulated terminal writing data and
     /// working counters).
     pub fn datagrams_mut(&mut self) -> impl Iterator<Item = Datagram<&mut [u8]>> {
-        let len = self.ecat_len();
+        let len = self.chain_len;
         let mut rest = &mut self.buffer.as_mut()[field::DATAGRAMS..field::DATAGRAMS + len];
         core::iter::from_fn(move || {
             if rest.is_empty() {
@@ -689,9 +692,19 @@ mod tests {
             Frame::new_checked(&b[..]).unwrap_err(),
             WireError::DatagramTruncated { index: 1, .. }
         ));
-        // Clear more-follows on the first datagram: datagrams end early.
+        // Clear more-follows on the first datagram: the chain ends early and the rest of
+        // the header's length is padding (TwinCAT rounds the length up like this).
         let mut b = good.clone();
         b[23] = 0;
+        let f = Frame::new_checked(&b[..]).unwrap();
+        assert_eq!(
+            (f.datagram_count(), f.datagrams().count(), f.chain_len()),
+            (1, 1, 14)
+        );
+        assert_eq!(f.ecat_len(), 28);
+        // More-follows on the last datagram.
+        let mut b = good.clone();
+        b[37] |= 0x80;
         assert!(matches!(
             Frame::new_checked(&b[..]).unwrap_err(),
             WireError::Chain(_)
