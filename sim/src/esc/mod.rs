@@ -138,6 +138,38 @@ impl SmRuntime {
     }
 }
 
+/// The side effects of one access, without allocating (an access completes at most one
+/// event per SyncManager, and there are at most 16).
+#[derive(Clone, Copy, Debug)]
+struct SmEvents {
+    items: [SmEvent; 16],
+    len: usize,
+}
+
+impl SmEvents {
+    fn new() -> SmEvents {
+        SmEvents {
+            items: [SmEvent::BufferReleased(0); 16],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, ev: SmEvent) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = ev;
+            self.len += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn as_slice(&self) -> &[SmEvent] {
+        &self.items[..self.len]
+    }
+}
+
 /// Side effects collected while bytes are accessed, applied after the datagram's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SmEvent {
@@ -188,6 +220,8 @@ pub struct Esc {
     downstream_rtt_ns: u64,
     links: [bool; 4],
     now_ns: u64,
+    /// Reused buffer for the incoming bytes of logical writes.
+    scratch: Vec<u8>,
 }
 
 impl Esc {
@@ -222,6 +256,7 @@ impl Esc {
             downstream_rtt_ns: 0,
             links: [true, false, false, false],
             now_ns: 0,
+            scratch: Vec::new(),
             sii,
             config,
         };
@@ -837,8 +872,8 @@ impl Esc {
                         self.mem[usize::from(regs::WD_STATUS)] |= 0x01;
                     }
                     if self.state == AlState::Op {
-                        let data = self.mem[start..start + len].to_vec();
-                        self.app.outputs_written(self.now_ns, n as u8, &data);
+                        let data = &self.mem[start..start + len];
+                        self.app.outputs_written(self.now_ns, n as u8, data);
                     }
                 }
                 SmEvent::BufferReleased(n) => {
@@ -864,7 +899,7 @@ impl Esc {
         let to = from + buf.len() as u32;
         self.refresh_dynamic(from, to);
         let mut any = false;
-        let mut events: Vec<SmEvent> = Vec::new();
+        let mut events = SmEvents::new();
         let mem_len = self.mem.len() as u32;
         for (i, out) in buf.iter_mut().enumerate() {
             let a = from + i as u32;
@@ -891,12 +926,12 @@ impl Esc {
             }
         }
         if !events.is_empty() {
-            self.apply_sm_events(&events);
+            self.apply_sm_events(events.as_slice());
         }
         any
     }
 
-    fn sm_read_byte(&mut self, n: usize, a: u32, events: &mut Vec<SmEvent>) -> Option<u8> {
+    fn sm_read_byte(&mut self, n: usize, a: u32, events: &mut SmEvents) -> Option<u8> {
         if self.pdi_deactivated(n) {
             return None;
         }
@@ -939,7 +974,7 @@ impl Esc {
         let from = u32::from(addr);
         let to = from + data.len() as u32;
         let mut any = false;
-        let mut events: Vec<SmEvent> = Vec::new();
+        let mut events = SmEvents::new();
         let mem_len = self.mem.len() as u32;
         for (i, &v) in data.iter().enumerate() {
             let a = from + i as u32;
@@ -962,12 +997,12 @@ impl Esc {
             self.registers_written(from, to.min(mem_len));
         }
         if !events.is_empty() {
-            self.apply_sm_events(&events);
+            self.apply_sm_events(events.as_slice());
         }
         any
     }
 
-    fn sm_write_byte(&mut self, n: usize, a: u32, v: u8, events: &mut Vec<SmEvent>) -> bool {
+    fn sm_write_byte(&mut self, n: usize, a: u32, v: u8, events: &mut SmEvents) -> bool {
         if self.pdi_deactivated(n) {
             return false;
         }
@@ -1239,37 +1274,43 @@ impl Esc {
         let end = u64::from(lad) + data.len() as u64;
         let mut read_ok = false;
         let mut write_ok = false;
-        // Reads see the memory before this datagram's writes (on-the-fly processing reads
-        // a byte as it passes and writes the frame's byte into it).
-        let incoming = if want_write && want_read {
-            Some(data.to_vec())
-        } else {
-            None
+        let overlaps = |f: &Fmmu| {
+            let f_start = u64::from(f.logical_start);
+            let f_end = f_start + u64::from(f.length);
+            f.active && f.length > 0 && f_end > u64::from(lad) && f_start < end
         };
-        let fmmus = self.fmmus.clone();
-        for f in fmmus.iter().filter(|f| f.active && f.length > 0) {
-            let f_start = u64::from(f.logical_start);
-            let f_end = f_start + u64::from(f.length);
-            if f_end <= u64::from(lad) || f_start >= end {
-                continue;
-            }
-            if want_read && f.kind & 1 != 0 && self.fmmu_read(f, lad, data) {
-                read_ok = true;
-            }
-        }
-        for f in fmmus.iter().filter(|f| f.active && f.length > 0) {
-            let f_start = u64::from(f.logical_start);
-            let f_end = f_start + u64::from(f.length);
-            if f_end <= u64::from(lad) || f_start >= end {
-                continue;
-            }
-            if want_write && f.kind & 2 != 0 {
-                let src: &[u8] = incoming.as_deref().unwrap_or(data);
-                if self.fmmu_write(f, lad, src) {
-                    write_ok = true;
+        // Reads see the memory before this datagram's writes (on-the-fly processing reads
+        // a byte as it passes and writes the frame's incoming byte), so the incoming bytes
+        // of each write window are taken before any read replaces them.
+        let mut writes = [(Fmmu::default(), 0u32, 0usize, 0usize); 16];
+        let mut n_writes = 0;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        if want_write {
+            for f in self.fmmus.iter().filter(|f| overlaps(f) && f.kind & 2 != 0) {
+                let (d_off, _, n) = Self::overlap(f, lad, data.len());
+                if n > 0 && n_writes < writes.len() {
+                    let slice_lad = lad.wrapping_add(d_off as u32);
+                    writes[n_writes] = (*f, slice_lad, scratch.len(), n);
+                    n_writes += 1;
+                    scratch.extend_from_slice(&data[d_off..d_off + n]);
                 }
             }
         }
+        if want_read {
+            for i in 0..self.fmmus.len() {
+                let f = self.fmmus[i];
+                if overlaps(&f) && f.kind & 1 != 0 && self.fmmu_read(&f, lad, data) {
+                    read_ok = true;
+                }
+            }
+        }
+        for (f, slice_lad, at, n) in &writes[..n_writes] {
+            if self.fmmu_write(f, *slice_lad, &scratch[*at..*at + *n]) {
+                write_ok = true;
+            }
+        }
+        self.scratch = scratch;
         let mut wkc = 0;
         if read_ok {
             wkc += 1;
