@@ -824,3 +824,173 @@ fn standalone_exits_return_their_verdict() {
         "{text}"
     );
 }
+
+#[test]
+fn far_length_check_uses_a_long_jump() {
+    // 40 000 slots: the prologue's jump to `pass` no longer fits 16 bits.
+    let items: Vec<(Insn, &[RelocKind])> = std::iter::once((mov(1, 0), &[][..]))
+        .chain(std::iter::repeat_n(
+            (alu(AluOp::Add, 1, 1), &[][..]),
+            39_999,
+        ))
+        .collect();
+    let f = frag("long", vec![], &items);
+    let p = link_group(&GroupLink::new(vec![GroupDevice::new("long", f)], 3))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let head = disasm_lines(&p, 0..9);
+    assert_eq!(head[5], "5: (bd) if r3 <= r2 goto pc+1");
+    let pass = p.insns.len() - 2;
+    // gotol at slot 6 lands on `r0 = XDP_PASS`.
+    assert_eq!(head[6], format!("6: (06) gotol pc+{}", pass - 7));
+    let tail = disasm_lines(&p, pass..pass + 2);
+    assert_eq!(
+        tail,
+        [
+            format!("{pass}: (b7) r0 = 2"),
+            format!("{}: (95) exit", pass + 1)
+        ]
+    );
+}
+
+fn disasm_lines(p: &LinkedProgram, range: std::ops::Range<usize>) -> Vec<String> {
+    ferrocat_plugin_api::ebpf::disasm::disassemble(&p.insns)
+        .into_iter()
+        .filter(|(s, _)| range.contains(s))
+        .map(|(s, t)| format!("{s}: {t}"))
+        .collect()
+}
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_reloc() -> impl Strategy<Value = RelocKind> {
+        prop_oneof![
+            (0u32..4).prop_map(RelocKind::TerminalByte),
+            (0u32..4).prop_map(RelocKind::TerminalBitShift),
+            (0u32..4).prop_map(RelocKind::TerminalBitMask),
+            (0u32..4).prop_map(RelocKind::TerminalBitClear),
+            (0u32..4).prop_map(RelocKind::DeviceVar),
+            Just(RelocKind::Stack),
+            prop_oneof![Just(5), Just(7), Just(12), any::<i32>()].prop_map(RelocKind::Helper),
+            (0u32..6).prop_map(|len| RelocKind::Optional {
+                link: "limits".into(),
+                len
+            }),
+        ]
+    }
+
+    /// Slots drawn from the instruction forms fragments use, with registers, offsets
+    /// and immediates chosen so that jumps, stack, packet and r8 accesses hit every rule.
+    fn any_slot() -> impl Strategy<Value = RawInsn> {
+        let code = prop_oneof![
+            Just(0x07u8),
+            Just(0xb7),
+            Just(0xbf),
+            Just(0x57),
+            Just(0x47),
+            Just(0x77),
+            Just(0x61),
+            Just(0x69),
+            Just(0x71),
+            Just(0x79),
+            Just(0x63),
+            Just(0x6b),
+            Just(0x73),
+            Just(0x7b),
+            Just(0x7a),
+            Just(0xdb),
+            Just(0x05),
+            Just(0x06),
+            Just(0x15),
+            Just(0x2d),
+            Just(0x16),
+            Just(0x85),
+            Just(0x95),
+            Just(0x18),
+            Just(0x00),
+            any::<u8>(),
+        ];
+        (
+            code,
+            0u8..11,
+            prop_oneof![0u8..11, Just(1u8)],
+            -12i16..12,
+            -40i32..40,
+        )
+            .prop_map(|(code, dst, src, off, imm)| RawInsn::new(code, dst, src, off, imm))
+    }
+
+    fn any_fragment() -> impl Strategy<Value = Fragment> {
+        (
+            proptest::collection::vec(any_slot(), 0..24),
+            proptest::collection::vec((0u32..26, any_reloc()), 0..8),
+            0u32..3,
+            any::<(bool, bool)>(),
+            0u32..32,
+        )
+            .prop_map(|(insns, relocs, frame, (cycle, verdict), fixed)| Fragment {
+                name: "fuzz".into(),
+                uses_cycle_time: cycle,
+                sets_verdict: verdict,
+                frame_size: frame * 8,
+                fixed_packet_len: fixed,
+                vars: vec![
+                    terminal("stepper", "velocity", ScalarType::U16),
+                    optional("limits", "low", ScalarType::Bool),
+                    device("speed", ScalarType::U32),
+                    foreign("leader", "encoder", ScalarType::I32),
+                ],
+                insns,
+                relocs: relocs
+                    .into_iter()
+                    .map(|(insn, kind)| Relocation { insn, kind })
+                    .collect(),
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Whatever the fragment, linking returns a program or errors naming it; a
+        /// program decodes and every jump stays inside it.
+        #[test]
+        fn linking_never_panics(f in any_fragment(), standalone in any::<bool>()) {
+            let leader = frag("leader", vec![device("encoder", ScalarType::I32)], &[]);
+            let result = if standalone {
+                link_standalone(&StandaloneLink::new(f).with_variable_map(3))
+            } else {
+                link_group(&GroupLink::new(
+                    vec![
+                        GroupDevice::new("leader", leader),
+                        GroupDevice::new("fuzz", f)
+                            .terminal("stepper", stepper())
+                            .device_link("leader", "leader"),
+                    ],
+                    3,
+                ))
+            };
+            match result {
+                Err(LinkErrors(errs)) => {
+                    prop_assert!(!errs.is_empty());
+                    for e in errs {
+                        prop_assert_eq!(e.fragment.as_str(), "fuzz");
+                    }
+                }
+                Ok(p) => {
+                    let insns = decode(&p.insns).expect("a linked program decodes");
+                    for (slot, insn) in insns {
+                        let target = match insn {
+                            Insn::Ja { off } | Insn::Jmp { off, .. } => Some(slot as i64 + 1 + i64::from(off)),
+                            Insn::JaLong { imm } => Some(slot as i64 + 1 + i64::from(imm)),
+                            Insn::Exit => None,
+                            _ => None,
+                        };
+                        if let Some(t) = target {
+                            prop_assert!(t >= 0 && (t as usize) < p.insns.len(), "slot {} -> {}", slot, t);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
