@@ -370,6 +370,11 @@ fn process_datagram(esc: &mut Esc, frame: &mut [u8], span: DatagramSpan) {
     let ado = u16::from_le_bytes([frame[h + 4], frame[h + 5]]);
     let data_at = h + DATAGRAM_HEADER_LEN;
     let wkc_at = data_at + span.len;
+    let irq = esc.irq();
+    if irq != 0 {
+        let v = u16::from_le_bytes([frame[h + 8], frame[h + 9]]) | irq;
+        frame[h + 8..h + 10].copy_from_slice(&v.to_le_bytes());
+    }
     let (head, tail) = frame.split_at_mut(wkc_at);
     let data = &mut head[data_at..];
     let wkc_bytes = &mut tail[..WKC_LEN];

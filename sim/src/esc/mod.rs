@@ -192,6 +192,9 @@ const SII_CHECKSUM_ERROR: u8 = 0x08;
 const SII_COMMAND_ERROR: u8 = 0x20;
 const SII_WRITE_ENABLE_ERROR: u8 = 0x40;
 const SII_BUSY: u8 = 0x80;
+/// ECAT event request bits, ETG.1000.4 table 44.
+const EVENT_DL_STATUS: u16 = 0x0004;
+const EVENT_AL_STATUS: u16 = 0x0008;
 /// AL status error indication bit, ETG.1000.6 table 9.
 const AL_ERROR_FLAG: u8 = 0x10;
 
@@ -321,6 +324,8 @@ impl Esc {
         self.update_al_registers();
         self.update_dl_status();
         self.update_sm_registers();
+        // Links came up at power-on: the DL status event is pending until 0x0110 is read.
+        self.put16(regs::ECAT_EVENT_REQUEST, EVENT_DL_STATUS);
     }
 
     fn sii_checksum_ok(&self) -> bool {
@@ -457,8 +462,29 @@ impl Esc {
 
     /// Which ports have a link (port 0 is upstream). Sets the DL status register.
     pub fn set_links(&mut self, links: [bool; 4]) {
-        self.links = links;
-        self.update_dl_status();
+        if links != self.links {
+            self.links = links;
+            self.update_dl_status();
+            self.raise_event(EVENT_DL_STATUS);
+        }
+    }
+
+    /// The bits this terminal ORs into the IRQ field of every datagram passing it: ECAT
+    /// event request (0x0210) masked by the ECAT event mask (0x0200), ETG.1000.4 5.3.3
+    /// (soem-sdinfo-ek1100-el1004.pcapng frame 15: IRQ 0x0004 once SOEM unmasked the DL
+    /// status event in frame 13).
+    pub fn irq(&self) -> u16 {
+        self.get16(regs::ECAT_EVENT_REQUEST) & self.get16(regs::ECAT_EVENT_MASK)
+    }
+
+    fn raise_event(&mut self, bits: u16) {
+        let v = self.get16(regs::ECAT_EVENT_REQUEST) | bits;
+        self.put16(regs::ECAT_EVENT_REQUEST, v);
+    }
+
+    fn clear_event(&mut self, bits: u16) {
+        let v = self.get16(regs::ECAT_EVENT_REQUEST) & !bits;
+        self.put16(regs::ECAT_EVENT_REQUEST, v);
     }
 
     /// The time a frame takes from leaving port 1 until it returns there (the rest of the
@@ -529,9 +555,17 @@ impl Esc {
 
     fn update_al_registers(&mut self) {
         let status = self.state.code() | if self.error { AL_ERROR_FLAG } else { 0 };
-        self.mem[usize::from(regs::AL_STATUS)] = status;
+        self.set_al_status_byte(status);
         self.mem[usize::from(regs::AL_STATUS) + 1] = 0;
         self.put16(regs::AL_STATUS_CODE, self.status_code);
+    }
+
+    fn set_al_status_byte(&mut self, status: u8) {
+        let at = usize::from(regs::AL_STATUS);
+        if self.mem[at] != status {
+            self.mem[at] = status;
+            self.raise_event(EVENT_AL_STATUS);
+        }
     }
 
     fn set_state(&mut self, to: AlState) {
@@ -602,7 +636,7 @@ impl Esc {
             }
             self.error = ctl & AL_ERROR_FLAG != 0;
             self.update_al_registers();
-            self.mem[usize::from(regs::AL_STATUS)] = ctl & 0x1F;
+            self.set_al_status_byte(ctl & 0x1F);
             return;
         }
         let ack = ctl & AL_ERROR_FLAG != 0;
@@ -740,6 +774,15 @@ impl Esc {
                 status |= 0x08;
             }
             self.mem[base + 5] = status;
+            let has_mail = s.mailbox_full && s.cfg.direction() == Some(SmDirection::Read);
+            if n < 8 {
+                let bit = 1u16 << (4 + n);
+                if has_mail {
+                    self.raise_event(bit);
+                } else {
+                    self.clear_event(bit);
+                }
+            }
             let deact = self.pdi_deactivated(n);
             let pdi = &mut self.mem[base + 7];
             if deact {
@@ -927,6 +970,14 @@ impl Esc {
         }
         if !events.is_empty() {
             self.apply_sm_events(events.as_slice());
+        }
+        if any && from < 0x0132 && to > 0x0110 {
+            if from < 0x0112 {
+                self.clear_event(EVENT_DL_STATUS);
+            }
+            if from < 0x0132 && to > 0x0130 {
+                self.clear_event(EVENT_AL_STATUS);
+            }
         }
         any
     }

@@ -35,6 +35,12 @@ pub const AL_STATUS_CODE: u16 = 0x0134;
 pub const PDI_CONTROL: u16 = 0x0140;
 /// PDI configuration (u16), loaded from SII word 1.
 pub const PDI_CONFIG: u16 = 0x0150;
+/// ECAT event mask (u16): which event request bits go into the datagrams' IRQ field.
+pub const ECAT_EVENT_MASK: u16 = 0x0200;
+/// ECAT event request (u16), ETG.1000.4 table 44: bit 2 DL status changed (cleared by
+/// reading 0x0110), bit 3 AL status changed (cleared by reading 0x0130), bits 4..11
+/// SyncManager n has something for the master.
+pub const ECAT_EVENT_REQUEST: u16 = 0x0210;
 /// Error counters 0x0300..=0x0313 (a write clears them).
 pub const ERROR_COUNTERS: u16 = 0x0300;
 /// Last error counter byte.
@@ -132,12 +138,13 @@ pub struct EscChip {
 
 impl EscChip {
     /// An ET1100 as in an EK1100 coupler: 8 FMMUs, 8 SMs, 8 KiB RAM, ports MII/EBUS/MII,
-    /// features 0x00FC (ek1100-el2828-el2889.pcapng frame 214; soem-sdinfo frame 131 for
-    /// port descriptor 0x3B; frames 12..52: FMMU 3..7 and SM 4..7 exist on one terminal).
+    /// features 0x00FC: twincat-scan-boxes.pcapng frame 536 reads 0x0000..0x0009 as
+    /// 11 00 0300 08 08 08 3B FC00 (also ek1100-el2828-el2889.pcapng frame 214; frames
+    /// 12..52 there: FMMU 3..7 and SM 4..7 exist on one terminal only).
     pub const ET1100_COUPLER: EscChip = EscChip {
         esc_type: 0x11,
         revision: 0x00,
-        build: 0x0002,
+        build: 0x0003,
         fmmus: 8,
         sync_managers: 8,
         ram_kib: 8,
@@ -165,11 +172,18 @@ impl EscChip {
         sii_control_reset: 0x50,
     };
 
-    /// The ET1200 of an EL2828: features 0x01FC and receive times only
-    /// (ek1100-el2828-el2889.pcapng frames 366, 510, 522).
+    /// The ET1200 of an EL1004 or EL2828: revision 1, features 0x01FC, DC receive times
+    /// only, SII control 0x0040. twincat-scan-boxes.pcapng frame 545 reads 0x0000..0x0009
+    /// of an EL1004 as 12 01 0100 03 04 01 4A FC01; soem-sdinfo-ek1100-el1004.pcapng
+    /// frames 21..27 (DC writes counted by the EK1100 only), 537 (0x0502 = 0x0040);
+    /// ek1100-el2828-el2889.pcapng frames 366, 510, 522 for the EL2828 (which reads
+    /// 0x0502 as 0x0050, frame 2308).
     pub const ET1200_RECEIVE_TIMES_ONLY: EscChip = EscChip {
+        revision: 0x01,
+        build: 0x0001,
         features: 0x01FC,
         dc: DcUnit::ReceiveTimesOnly,
+        sii_control_reset: 0x40,
         ..EscChip::ET1200
     };
 
@@ -186,11 +200,16 @@ impl EscChip {
         const BECKHOFF: u32 = 0x0000_0002;
         const EK1100: u32 = 0x044C_2C52;
         const EK1814: u32 = 0x0716_2C52;
+        const EL1004: u32 = 0x03EC_3052;
         const EL2828: u32 = 0x0B0C_3052;
         const EL2889: u32 = 0x0B49_3052;
         match (vendor_id, product_code) {
             (BECKHOFF, EK1100 | EK1814) => EscChip::ET1100_COUPLER,
-            (BECKHOFF, EL2828) => EscChip::ET1200_RECEIVE_TIMES_ONLY,
+            (BECKHOFF, EL1004) => EscChip::ET1200_RECEIVE_TIMES_ONLY,
+            (BECKHOFF, EL2828) => EscChip {
+                sii_control_reset: 0x50,
+                ..EscChip::ET1200_RECEIVE_TIMES_ONLY
+            },
             (BECKHOFF, EL2889) => EscChip::ET1200_EL2889,
             _ => EscChip::ET1200,
         }

@@ -129,7 +129,7 @@ fn identity_registers_per_chip() {
     );
     let mut b = [0u8; 10];
     assert!(e.read(0x0000, &mut b, ReadMode::Replace));
-    assert_eq!(b, [0x11, 0x00, 0x02, 0x00, 8, 8, 8, 0x3B, 0xFC, 0x00]);
+    assert_eq!(b, [0x11, 0x00, 0x03, 0x00, 8, 8, 8, 0x3B, 0xFC, 0x00]);
     let mut dl = [0u8; 2];
     e.read(regs::DL_STATUS, &mut dl, ReadMode::Replace);
     // Port 0 link and communication, ports 1..3 loop closed; no PDI so bit 1 clear.

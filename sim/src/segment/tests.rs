@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::app::AlState;
+use crate::app::BasicApp;
 use crate::fault::TerminalFault;
 
 fn testdata(rel: &str) -> String {
@@ -79,8 +80,9 @@ fn brd_counts_terminals_and_ors_data() {
     seg.process(&mut f, 0);
     assert_eq!(f[6], 0x12, "source MAC bit 1 set");
     let r = parsed(&f);
-    // 0x11 | 0x12 | 0x12, adp incremented by each terminal (capture frame 2: Adp 0x3, Wc 3).
-    assert_eq!(r[0], (3, vec![0x13, 0x00], 3));
+    // Types 0x11 | 0x12 | 0x12, revisions 0 | 1 | 0; adp incremented by each terminal
+    // (capture frame 2: Adp 0x3, Wc 3).
+    assert_eq!(r[0], (3, vec![0x13, 0x01], 3));
 }
 
 #[test]
@@ -357,6 +359,17 @@ fn data_may_differ(cmd: u8, ado: u16, len: usize) -> bool {
 /// Replays every request frame of `capture` through `seg` and compares each datagram of
 /// the simulated reply with the real one.
 fn replay(seg: &mut Segment, capture: &str, from_frame: usize) -> ReplayReport {
+    replay_with(seg, capture, from_frame, &|_, _, _| false)
+}
+
+/// [`replay`], not comparing the data of datagrams for which `skip(cmd, adp, ado)` holds
+/// (their working counters still are).
+fn replay_with(
+    seg: &mut Segment,
+    capture: &str,
+    from_frame: usize,
+    skip: &dyn Fn(u8, u16, u16) -> bool,
+) -> ReplayReport {
     let frames = read_pcapng(&testdata(&format!("captures/{capture}")));
     let t0 = frames.first().map(|f| f.ts_ns).unwrap_or(0);
     let mut report = ReplayReport::default();
@@ -424,7 +437,8 @@ fn replay(seg: &mut Segment, capture: &str, from_frame: usize) -> ReplayReport {
                     u16::from_le_bytes([reply.data[w], reply.data[w + 1]])
                 ));
             }
-            if data_may_differ(cmd, ado, s.len) {
+            let req_adp = u16::from_le_bytes([req.data[h + 2], req.data[h + 3]]);
+            if data_may_differ(cmd, ado, s.len) || skip(cmd, req_adp, ado) {
                 report.skipped_data += 1;
                 continue;
             }
@@ -436,6 +450,12 @@ fn replay(seg: &mut Segment, capture: &str, from_frame: usize) -> ReplayReport {
                 if !matches!(cmd, LRD | LWR | LRW) && from + i as u32 == 0x0503 {
                     *x &= !0x87;
                     *y &= !0x87;
+                }
+                // 0x0502 bit 4 is reserved (ETG.1000.4 table 48) and its value on the
+                // ET1200s of the captures follows no rule found (see NOTES-core.md).
+                if !matches!(cmd, LRD | LWR | LRW) && from + i as u32 == 0x0502 {
+                    *x &= !0x10;
+                    *y &= !0x10;
                 }
             }
             if a != b {
@@ -486,4 +506,57 @@ fn replay_ethercrab_dc() {
     let mut seg = bus(&["ek1100", "el2828", "el2889"]);
     let report = replay(&mut seg, "dc.pcapng", 0);
     assert_faithful(&report);
+}
+
+#[test]
+fn replay_twincat_run_ek1100_el1004() {
+    // No EEPROM image of the EL1004 was recorded; its ESC (ET1200 in device emulation, no
+    // process data in this capture) is register-for-register an EL2004's. TwinCAT had set
+    // the station addresses 0x03E9/0x03EA and PRE-OP before the capture starts: prime the
+    // bus the same way.
+    let mut seg = Segment::new();
+    seg.push(basic_terminal(
+        crate::sii::Sii::load(std::path::Path::new(&testdata("eeprom/ek1100.bin")))
+            .expect("ek1100"),
+    ));
+    seg.push(el1004_standin());
+    for (pos, addr) in [(0u16, 0x03E9u16), (0xFFFF, 0x03EA)] {
+        let r = exchange(
+            &mut seg,
+            &[(APWR, pos, 0x0010, addr.to_le_bytes().to_vec())],
+            0,
+        );
+        assert_eq!(r[0].2, 1);
+    }
+    let r = exchange(&mut seg, &[(BWR, 0, 0x0120, vec![0x02, 0])], 0);
+    assert_eq!(r[0].2, 2);
+    let report = replay(&mut seg, "twincat-run-ek1100-el1004.pcapng", 0);
+    assert_faithful(&report);
+}
+
+#[test]
+fn replay_soem_ek1100_el1004() {
+    // SOEM's scan from power-on: the EL1004 stands in as an EL2004 (same ESC, see the
+    // TwinCAT replay); its EEPROM contents therefore differ and are not compared.
+    let mut seg = Segment::new();
+    seg.push(basic_terminal(
+        crate::sii::Sii::load(std::path::Path::new(&testdata("eeprom/ek1100.bin")))
+            .expect("ek1100"),
+    ));
+    seg.push(el1004_standin());
+    // SII data of the EL1004 (station 0x1002, or position 1 = 0xFFFF before addresses).
+    let skip = |_cmd: u8, adp: u16, ado: u16| (0x0508..0x0510).contains(&ado) && adp == 0x1002;
+    let report = replay_with(&mut seg, "soem-sdinfo-ek1100-el1004.pcapng", 0, &skip);
+    assert_faithful(&report);
+}
+
+/// An EL1004 for the replays: its EEPROM was not recorded, so the EL2004 image (same
+/// terminal family, no mailbox, device emulation) with the EL1004's ESC chip.
+fn el1004_standin() -> Esc {
+    let sii = crate::sii::Sii::load(std::path::Path::new(&testdata("eeprom/el2004.bin")))
+        .expect("el2004");
+    let mut cfg = EscConfig::for_sii(&sii);
+    cfg.chip = crate::esc::regs::EscChip::ET1200_RECEIVE_TIMES_ONLY;
+    let app = BasicApp::from_sii(&sii);
+    Esc::new(cfg, sii, Box::new(app))
 }
