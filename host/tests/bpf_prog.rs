@@ -169,3 +169,15 @@ fn loaded_programs_are_listed_and_reopened_by_id() {
         xdp_action::TX
     );
 }
+
+#[test]
+fn run_statistics_through_the_sysctl() {
+    let before = RunStats::sysctl_enabled().expect("read kernel.bpf_stats_enabled");
+    RunStats::set_sysctl(true).expect("write kernel.bpf_stats_enabled");
+    let p = Program::load_xdp("sysctl_counted", &marker_program()).expect("load");
+    let result = p.test_run_repeat(&frame(64), 10);
+    let info = p.info();
+    RunStats::set_sysctl(before).expect("restore kernel.bpf_stats_enabled");
+    assert_eq!(result.expect("run").retval, xdp_action::TX);
+    assert_eq!(info.expect("info").run_cnt, 10);
+}

@@ -682,8 +682,12 @@ fn mark_line(listing: &str, slot: usize, map: Option<&SourceMap>) -> String {
     out
 }
 
+/// The sysctl switching run statistics on for the whole system.
+const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
 /// Kernel run statistics (`run_time_ns`, `run_cnt` of every program) stay enabled while
-/// this guard lives (`BPF_ENABLE_STATS`).
+/// this guard lives (`BPF_ENABLE_STATS`). A program entered by `bpf_tail_call` records
+/// none of its own: its time is booked to the caller.
 #[derive(Debug)]
 pub struct RunStats {
     _fd: OwnedFd,
@@ -702,8 +706,14 @@ impl RunStats {
     /// Whether statistics are enabled system-wide through the sysctl
     /// `kernel.bpf_stats_enabled` (by anyone).
     pub fn sysctl_enabled() -> std::io::Result<bool> {
-        let text = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")?;
+        let text = std::fs::read_to_string(STATS_SYSCTL)?;
         Ok(text.trim() != "0")
+    }
+
+    /// Sets the sysctl `kernel.bpf_stats_enabled` (root): statistics stay on after this
+    /// process exits, unlike with [`RunStats::enable`].
+    pub fn set_sysctl(enabled: bool) -> std::io::Result<()> {
+        std::fs::write(STATS_SYSCTL, if enabled { "1\n" } else { "0\n" })
     }
 }
 
