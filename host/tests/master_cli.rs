@@ -23,15 +23,32 @@ impl Write for Buf {
     }
 }
 
-/// Run `ferrocat -i sim0 ARGS` against a fresh reference bus; returns output, result and
-/// the bus (for inspection).
+/// Run `ferrocat -i sim0 ARGS` against a fresh bus of the reference terminals without
+/// firmware; returns output, result and the bus (for inspection).
 async fn ferrocat(args: &[&str]) -> (String, Result<(), CliError>, Option<BusHandle>) {
+    ferrocat_on(args, false).await
+}
+
+/// Run `ferrocat -i sim0 ARGS` against the full reference bus of
+/// configs/sim/reference.toml (firmware, dictionaries, plant).
+async fn ferrocat_reference(args: &[&str]) -> (String, Result<(), CliError>, Option<BusHandle>) {
+    ferrocat_on(args, true).await
+}
+
+async fn ferrocat_on(
+    args: &[&str],
+    full: bool,
+) -> (String, Result<(), CliError>, Option<BusHandle>) {
     let buf = Buf::default();
     let handle: Arc<Mutex<Option<BusHandle>>> = Arc::default();
     let h = handle.clone();
     let opener: LinkOpener = Box::new(move |iface| {
         assert_eq!(iface, "sim0");
-        let (link, bus) = sim_link(&REFERENCE);
+        let (link, bus) = if full {
+            link_to(reference_segment())
+        } else {
+            sim_link(&REFERENCE)
+        };
         *h.lock().unwrap() = Some(bus);
         Ok(boxed(link))
     });
@@ -125,6 +142,26 @@ async fn states_brings_the_bus_to_preop() {
                 .to_uppercase()
                 .replace('_', ""),
             "PREOP"
+        );
+    }
+}
+
+#[tokio::test]
+async fn states_op_brings_the_reference_bus_to_op() {
+    let (out, result, bus) = ferrocat_reference(&["--json", "states", "OP"]).await;
+    result.expect("OP");
+    let v: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(v.len(), 7);
+    assert!(v.iter().all(|t| t["state"] == "OP"), "{out}");
+    let bus = bus.expect("bus opened");
+    let seg = bus.segment();
+    for i in 0..7 {
+        assert_eq!(
+            format!("{:?}", seg.terminal(i).unwrap().al_state()).to_uppercase(),
+            "OP"
         );
     }
 }
@@ -245,6 +282,24 @@ async fn capture_writes_pcapng_of_the_bring_up() {
     assert_eq!(sent * 2, frames, "every request has its reply");
     let n: usize = out.split_whitespace().next().unwrap().parse().unwrap();
     assert_eq!(n, frames);
+    assert_tshark_clean(&path, frames);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn capture_of_a_full_bring_up_to_op_with_dc_passes_tshark() {
+    let dir = std::env::temp_dir().join(format!("ferrocat-master-cli-op-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("op.pcapng");
+    let p = path.to_str().unwrap().to_owned();
+    let (out, result, _) =
+        ferrocat_reference(&["capture", "-o", &p, "--dc", "--state", "OP"]).await;
+    result.expect("capture of a bring-up to OP");
+    let frames: usize = out.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(
+        frames > 1000,
+        "SII, CoE, DC drift frames and states: {frames}"
+    );
     assert_tshark_clean(&path, frames);
     std::fs::remove_dir_all(&dir).ok();
 }

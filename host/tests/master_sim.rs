@@ -145,3 +145,56 @@ async fn distributed_clocks_agree_after_setup() {
         times[0]
     );
 }
+
+#[tokio::test]
+async fn basic_terminals_reach_op_with_pdos_from_the_sii() {
+    // Terminals without firmware: CoE is refused, the SII's PDOs are used.
+    let (t, bus) = sim_transport(&REFERENCE, 5);
+    let mut m = Master::scan(t, &ScanOptions::default())
+        .await
+        .expect("scan");
+    m.request_state(AlState::Op, None).await.expect("OP");
+    assert!(
+        m.terminals()
+            .iter()
+            .all(|t| t.status.state() == Some(AlState::Op))
+    );
+    let seg = bus.segment();
+    for i in 0..REFERENCE.len() {
+        let esc = seg.terminal(i).expect("terminal");
+        assert_eq!(
+            format!("{:?}", esc.al_state()).to_uppercase(),
+            "OP",
+            "terminal {i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reference_bus_reaches_op_with_safe_outputs() {
+    let (t, bus) = reference_transport(4);
+    let mut m = Master::scan(t, &ScanOptions::default())
+        .await
+        .expect("scan");
+    m.request_state(AlState::Op, None).await.expect("OP");
+    for term in m.terminals() {
+        assert_eq!(
+            term.status.state(),
+            Some(AlState::Op),
+            "0x{:04x}",
+            term.station
+        );
+        assert!(!term.status.error());
+    }
+    let image = m.process_image().expect("process image configured");
+    assert!(image.outputs.len > 0 && image.inputs.len > 0, "{image:?}");
+    let seg = bus.segment();
+    for i in 0..REFERENCE.len() {
+        let esc = seg.terminal(i).expect("terminal");
+        assert_eq!(
+            format!("{:?}", esc.al_state()).to_uppercase(),
+            "OP",
+            "terminal {i}"
+        );
+    }
+}

@@ -426,6 +426,7 @@ impl From<MasterError> for CliError {
             MasterError::Al(_) | MasterError::Topology(_) | MasterError::Changed(_) => {
                 Exit::Protocol
             }
+            MasterError::Pdo(_) | MasterError::ProcessImage(_) => Exit::Protocol,
             MasterError::Hook { .. } => Exit::Software,
         };
         CliError::new(exit, e.to_string())

@@ -50,7 +50,7 @@ impl AlState {
     }
 
     /// Rank on the way up INIT < PREOP < SAFEOP < OP (BOOT ranks with INIT).
-    fn rank(self) -> u8 {
+    pub fn rank(self) -> u8 {
         match self {
             AlState::Init | AlState::Boot => 0,
             AlState::PreOp => 1,

@@ -6,7 +6,10 @@
 //! the bring-up as it happens.
 
 use super::al::{self, AlError, AlState, AlStatus};
+use super::coe::client::{CoeClient, CoeError};
 use super::dc::{self, Latch};
+use super::mailbox::client::{Mailbox, MailboxConfig, MailboxError};
+use super::pdo::{self, PdoLayout, ProcessImage, TerminalInput};
 use super::registers::{self, features};
 use super::sii::SiiImage;
 use super::sii::category::Identity;
@@ -135,6 +138,12 @@ pub enum MasterError {
     /// The terminal count changed between the broadcast and the scan.
     #[error("the bus changed during the scan: {0}")]
     Changed(String),
+    /// The process data could not be configured.
+    #[error(transparent)]
+    Pdo(#[from] pdo::PdoError),
+    /// The SyncManager/FMMU configuration could not be planned or written.
+    #[error(transparent)]
+    ProcessImage(#[from] pdo::ConfigError),
     /// A hook of the caller failed.
     #[error("{step} of terminal 0x{station:04x}: {message}")]
     Hook {
@@ -193,11 +202,16 @@ pub struct SafeOutputs {
     pub image: Vec<u8>,
 }
 
+/// Logical address at which the process image starts by default.
+pub const DEFAULT_LOGICAL_START: u32 = 0x0001_0000;
+
 /// The master of one bus.
 #[derive(Debug)]
 pub struct Master {
     transport: Transport,
     terminals: Vec<Terminal>,
+    layouts: Vec<Option<PdoLayout>>,
+    image: Option<ProcessImage>,
 }
 
 /// Allocate station addresses: the alias where a terminal has a unique non-zero one,
@@ -309,9 +323,12 @@ impl Master {
                     "{count} terminals at first, {again} after assigning addresses"
                 )));
             }
+            let layouts = vec![None; terminals.len()];
             let mut master = Master {
                 transport,
                 terminals,
+                layouts,
+                image: None,
             };
             if options.read_sii {
                 master.read_sii().await;
@@ -380,34 +397,97 @@ impl Master {
     pub async fn configure_mailboxes(&self) -> Result<(), MasterError> {
         for t in &self.terminals {
             let Some(sii) = &t.sii else { continue };
-            let (rx, tx) = (sii.header.rx_mailbox, sii.header.tx_mailbox);
-            if rx.size == 0 || tx.size == 0 {
+            let sms = pdo::mailbox_sync_managers(sii);
+            if sms.is_empty() {
                 continue;
             }
-            tracing::debug!(
-                station = t.station,
-                rx_offset = rx.offset,
-                rx_size = rx.size,
-                tx_offset = tx.offset,
-                tx_size = tx.size,
-                "mailbox SyncManagers"
-            );
-            for (sm, area, control) in [
-                (0u16, rx, SM_CONTROL_MAILBOX_WRITE),
-                (1, tx, SM_CONTROL_MAILBOX_READ),
-            ] {
-                let mut regs = Vec::with_capacity(8);
-                regs.extend_from_slice(&area.offset.to_le_bytes());
-                regs.extend_from_slice(&area.size.to_le_bytes());
-                regs.extend_from_slice(&[control, 0, SM_ENABLE, 0]);
-                let reg = registers::SM_BASE + sm * registers::SM_LEN;
-                self.transport
-                    .fpwr(t.station, reg, &regs)
-                    .await
-                    .map_err(step(format!("configuring SM{sm} of 0x{:04x}", t.station)))?;
-            }
+            pdo::write_sync_managers(&self.transport, t.station, &sms).await?;
         }
         Ok(())
+    }
+
+    /// The PDO layout of each terminal (after [`Master::configure_process_data`]).
+    pub fn layouts(&self) -> &[Option<PdoLayout>] {
+        &self.layouts
+    }
+
+    /// The process image (after [`Master::configure_process_data`]).
+    pub fn process_image(&self) -> Option<&ProcessImage> {
+        self.image.as_ref()
+    }
+
+    /// In PRE-OP: read each terminal's PDO layout (over CoE, or from the SII when the
+    /// terminal has no CoE or lacks the objects), place all terminals in one logical
+    /// process image starting at `logical_start`, and write the process-data
+    /// SyncManagers and FMMUs. Terminals without SII are left out.
+    pub async fn configure_process_data(
+        &mut self,
+        logical_start: u32,
+    ) -> Result<&ProcessImage, MasterError> {
+        let span = tracing::info_span!("process_data", logical_start);
+        async move {
+            for (i, t) in self.terminals.iter().enumerate() {
+                let Some(sii) = &t.sii else { continue };
+                let coe = match (sii.header.mailbox_protocols.coe(), MailboxConfig::from_sii(sii)) {
+                    (true, Some(config)) => Some(CoeClient::new(Mailbox::new(
+                        self.transport.clone(),
+                        t.station,
+                        config,
+                    ))),
+                    _ => None,
+                };
+                let layout = match pdo::read_layout(coe.as_ref(), sii).await {
+                    Ok(l) => l,
+                    // The SII claims CoE but the mailbox refuses the protocol: the SII's
+                    // PDOs are all there is.
+                    Err(pdo::PdoError::Coe {
+                        source:
+                            CoeError::Mailbox(MailboxError::ErrorReply { code, .. }),
+                        ..
+                    }) => {
+                        tracing::warn!(station = t.station, %code, "CoE refused by the mailbox; PDOs from the SII");
+                        PdoLayout::from_sii(sii, format!("the mailbox refused CoE: {code}"))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                tracing::debug!(station = t.station, source = ?layout.source, "PDO layout");
+                self.layouts[i] = Some(layout);
+            }
+            let inputs: Vec<TerminalInput<'_>> = self
+                .terminals
+                .iter()
+                .zip(&self.layouts)
+                .filter_map(|(t, l)| {
+                    Some(TerminalInput {
+                        station: t.station,
+                        sii: t.sii.as_ref()?,
+                        layout: l.as_ref()?,
+                        bit_oriented_fmmus: t.esc.features & features::FMMU_BYTE_ORIENTED == 0,
+                    })
+                })
+                .collect();
+            let image = pdo::plan(&inputs, logical_start)?;
+            for ti in &image.terminals {
+                pdo::write_sync_managers(&self.transport, ti.station, &ti.sync_managers).await?;
+                pdo::write_fmmus(&self.transport, ti.station, &ti.fmmus).await?;
+            }
+            tracing::info!(outputs = ?image.outputs, inputs = ?image.inputs, "process image configured");
+            self.image = Some(image);
+            self.image
+                .as_ref()
+                .ok_or_else(|| MasterError::Changed("process image lost".into()))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Safe outputs of the configured process image: all outputs zero.
+    pub fn zero_outputs(&self) -> Option<SafeOutputs> {
+        let image = self.image.as_ref()?;
+        Some(SafeOutputs {
+            logical: image.outputs.start,
+            image: vec![0; image.outputs.len as usize],
+        })
     }
 
     /// Bring every terminal to `target`, all terminals step by step together (INIT →
@@ -432,12 +512,7 @@ impl Master {
                 .terminals
                 .iter()
                 .filter_map(|t| t.status.state())
-                .min_by_key(|s| match s {
-                    AlState::Init | AlState::Boot => 0,
-                    AlState::PreOp => 1,
-                    AlState::SafeOp => 2,
-                    AlState::Op => 3,
-                })
+                .min_by_key(|s| s.rank())
                 .unwrap_or(AlState::Init);
             let mut path = al::path(from, target);
             if path.is_empty() {
@@ -447,9 +522,16 @@ impl Master {
                 if matches!(s, AlState::PreOp | AlState::Boot) {
                     self.configure_mailboxes().await?;
                 }
+                if s == AlState::SafeOp && from.rank() < 2 {
+                    self.configure_process_data(DEFAULT_LOGICAL_START).await?;
+                }
+                let zeros = self.zero_outputs();
+                let safe_outputs = safe_outputs.or(zeros.as_ref());
                 tracing::info!(state = %s, "requesting state of all terminals");
                 let keeper = match (s, safe_outputs) {
-                    (AlState::Op, Some(out)) => Some(self.spawn_output_writer(out.clone()).await?),
+                    (AlState::Op, Some(out)) if !out.image.is_empty() => {
+                        Some(self.spawn_output_writer(out.clone()).await?)
+                    }
                     _ => None,
                 };
                 let result = self.step_all(s).await;

@@ -87,3 +87,28 @@ pub fn sim_transport_timed(names: &[&str], pid: u32) -> (Transport, BusHandle) {
 pub fn boxed(link: ChannelLink) -> Box<dyn Link> {
     Box::new(link)
 }
+
+/// The reference bus as `configs/sim/reference.toml` describes it (dictionaries, plant
+/// models and wires included), with the realistic wire-time model.
+pub fn reference_segment() -> Segment {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/reference.toml");
+    let topology = ferrocat_sim::topology::Topology::load(&path).expect("reference topology loads");
+    let built = topology.build().expect("reference topology builds");
+    let mut segment = ferrocat_sim::serve::build_segment(built);
+    segment.set_wire_time(ferrocat_sim::wiretime::WireTime::realistic());
+    segment
+}
+
+/// A transport over the reference bus of `configs/sim/reference.toml`.
+pub fn reference_transport(pid: u32) -> (Transport, BusHandle) {
+    let (link, handle) = link_to(reference_segment());
+    let t = Transport::spawn(
+        link,
+        TransportConfig {
+            identity: identity_for_pid(pid),
+            ..TransportConfig::default()
+        },
+    );
+    (t, handle)
+}
