@@ -13,6 +13,9 @@ use crate::fragment::{
     Fragment, MAX_STACK, PROLOGUE_STACK, RelocKind, Relocation, ScalarType, VarDecl,
 };
 
+#[path = "maps.rs"]
+pub(crate) mod maps;
+
 /// Registers the builder allocates (r8, r9, r10 belong to the ABI).
 const ALLOCATABLE: usize = 8;
 /// Registers that keep their value across helper calls.
@@ -1072,10 +1075,17 @@ impl Inner {
                 if jump_if {
                     self.push_reloc_jump(jset(target), reloc, target);
                 } else {
-                    let skip = self.new_label();
-                    self.push_reloc_jump(jset(skip), reloc, skip);
-                    self.jump(target);
-                    self.place(skip);
+                    // jset cannot be inverted: mask, then jump if nothing is left.
+                    self.emit_r(
+                        Insn::Alu {
+                            wide: true,
+                            op: AluOp::And,
+                            dst: r,
+                            src: Src::Imm(imm),
+                        },
+                        reloc,
+                    );
+                    self.jump_if(JmpCond::Eq, r, Src::Imm(0), target);
                 }
                 self.free_temp(t);
             }
@@ -1554,6 +1564,7 @@ impl Inner {
                 bytes: stack,
             });
         }
+        self.drop_jumps_to_next();
         let n = self.code.len();
         let mut long = vec![false; n];
         let mut addr = vec![0usize; n + 1];
@@ -1689,6 +1700,27 @@ impl Inner {
             insns: out,
             relocs,
         })
+    }
+}
+
+impl Inner {
+    /// Removes every `goto` whose target label follows it with only labels between.
+    fn drop_jumps_to_next(&mut self) {
+        let mut keep = vec![true; self.code.len()];
+        for (i, it) in self.code.iter().enumerate() {
+            if let Item::Ja(l) = it {
+                let mut j = i + 1;
+                while let Some(Item::Label(k)) = self.code.get(j) {
+                    if k == l {
+                        keep[i] = false;
+                        break;
+                    }
+                    j += 1;
+                }
+            }
+        }
+        let mut k = keep.into_iter();
+        self.code.retain(|_| k.next().unwrap_or(true));
     }
 }
 

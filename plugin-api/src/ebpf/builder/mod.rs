@@ -44,6 +44,8 @@ mod codegen;
 mod ir;
 mod ops;
 
+pub use codegen::maps::{MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MapRef};
+
 use std::cell::RefCell;
 use std::fmt;
 use std::panic::Location;
