@@ -122,6 +122,11 @@ struct SmRuntime {
     pending: Vec<u8>,
     /// Bytes of `pending` written since the last completed buffer.
     pending_touched: bool,
+    /// Status bit 0, "interrupt write": the buffer was written completely (by the
+    /// master for SM0, by the firmware for SM1).
+    irq_write: bool,
+    /// Status bit 1, "interrupt read": the buffer was read completely.
+    irq_read: bool,
 }
 
 impl SmRuntime {
@@ -769,9 +774,18 @@ impl Esc {
         for n in 0..self.sms.len() {
             let base = usize::from(regs::SM_BASE) + 8 * n;
             let s = &self.sms[n];
-            let mut status = self.mem[base + 5] & !0x08;
+            // ETG.1000.4 table 59: bit 0 interrupt write, bit 1 interrupt read, bit 3
+            // mailbox full. ek1914-el3004-mailbox.pcapng: SM1 reads 0x09 when a reply
+            // waits (frame 964), SM0 reads 0x02 once the firmware took a request (970).
+            let mut status = self.mem[base + 5] & !0x0B;
             if s.mailbox_full {
                 status |= 0x08;
+            }
+            if s.irq_write {
+                status |= 0x01;
+            }
+            if s.irq_read {
+                status |= 0x02;
             }
             self.mem[base + 5] = status;
             let has_mail = s.mailbox_full && s.cfg.direction() == Some(SmDirection::Read);
@@ -815,6 +829,8 @@ impl Esc {
             let s = &mut self.sms[n];
             s.cfg = new;
             if reconfigured {
+                s.irq_write = false;
+                s.irq_read = false;
                 s.mailbox_full = false;
                 s.read_locked = false;
                 s.pending = vec![0; usize::from(new.length)];
@@ -878,6 +894,7 @@ impl Esc {
             let k = msg.len().min(len);
             area[..k].copy_from_slice(&msg[..k]);
             self.sms[n].mailbox_full = true;
+            self.sms[n].irq_write = true;
             self.last_mailbox = Some(msg);
         }
         self.update_sm_registers();
@@ -893,11 +910,14 @@ impl Esc {
                     let msg = self.mem[start..start + len].to_vec();
                     // The firmware takes the message at once: the buffer is free again.
                     self.sms[n].mailbox_full = false;
+                    self.sms[n].irq_write = false;
+                    self.sms[n].irq_read = true;
                     self.app
                         .mailbox_received(self.now_ns, &msg, &mut self.outbox);
                 }
                 SmEvent::MailboxRead(n) => {
                     self.sms[n].mailbox_full = false;
+                    self.sms[n].irq_write = false;
                 }
                 SmEvent::BufferWritten(n) => {
                     let s = &mut self.sms[n];
