@@ -4,6 +4,8 @@
 
 mod bpf_asm;
 
+use std::time::Duration;
+
 use bpf_asm::*;
 use ferrocat::bpf::map::{Map, MapSpec, RingBufReader, UpdateMode};
 use ferrocat::bpf::prog::{Program, xdp_action};
@@ -212,6 +214,18 @@ fn ring_buffer_delivers_records_in_order() {
     let expected: Vec<Vec<u8>> = frames.iter().map(|f| f[..8].to_vec()).collect();
     assert_eq!(got, expected);
     assert_eq!(reader.next(), None);
+
+    // Waiting: nothing within a short timeout, then a record written by another thread
+    // wakes the reader.
+    assert!(!reader.wait(Duration::from_millis(20)).expect("wait"));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            p.test_run(&frames[7]).expect("run");
+        });
+        assert!(reader.wait(Duration::from_secs(10)).expect("wait"));
+    });
+    assert_eq!(reader.next(), Some(frames[7][..8].to_vec()));
 }
 
 /// `bpf_tail_call` (`enum bpf_func_id`).

@@ -19,7 +19,7 @@ use std::sync::atomic::{
 };
 
 use super::prog::{Program, get_name, get_u32};
-use super::sys::{self, Kernel, MapCreate, ObjKind, SysError};
+use super::sys::{self, Cmd, Kernel, MapCreate, ObjKind, SysError};
 
 /// Map types ferrocat creates (`enum bpf_map_type`, include/uapi/linux/bpf.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -962,6 +962,7 @@ const RINGBUF_HDR_SZ: usize = 8;
 /// producer page with the data pages (read-only, data mapped twice so a record that wraps
 /// reads contiguously), and hands out records in the order programs committed them.
 pub struct RingBufReader {
+    fd: OwnedFd,
     consumer: NonNull<u8>,
     producer: NonNull<u8>,
     page: usize,
@@ -1016,7 +1017,22 @@ impl RingBufReader {
                 return Err(map.sys(e));
             }
         };
+        let fd = match map.fd.try_clone() {
+            Ok(fd) => fd,
+            Err(source) => {
+                // SAFETY: both just mapped with these lengths, not used.
+                unsafe {
+                    map.kernel.munmap(consumer, page);
+                    map.kernel.munmap(producer, page + 2 * size);
+                }
+                return Err(map.sys(SysError {
+                    cmd: Cmd::Dup,
+                    source,
+                }));
+            }
+        };
         Ok(RingBufReader {
+            fd,
             consumer,
             producer,
             page,
@@ -1082,6 +1098,44 @@ impl RingBufReader {
     /// All records ready now.
     pub fn drain(&mut self) -> Vec<Vec<u8>> {
         std::iter::from_fn(|| self.next()).collect()
+    }
+
+    /// Whether a record is waiting to be read (committed, not busy).
+    fn ready(&self) -> bool {
+        let cons = self.consumer_pos().load(Ordering::Acquire);
+        // SAFETY: the producer page starts with the 8-byte producer position.
+        let prod =
+            unsafe { AtomicU64::from_ptr(self.producer.as_ptr().cast()) }.load(Ordering::Acquire);
+        cons < prod
+    }
+
+    /// Waits until the kernel signals data (or `timeout` passes); returns whether data
+    /// is ready. Programs that commit with `BPF_RB_NO_WAKEUP` signal nothing: poll
+    /// [`next`](Self::next) for those.
+    pub fn wait(&self, timeout: std::time::Duration) -> Result<bool, SysError> {
+        use std::os::fd::AsRawFd;
+        if self.ready() {
+            return Ok(true);
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd for the call's duration.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let source = std::io::Error::last_os_error();
+            if source.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(self.ready());
+            }
+            return Err(SysError {
+                cmd: Cmd::Poll,
+                source,
+            });
+        }
+        Ok(self.ready())
     }
 }
 

@@ -79,6 +79,10 @@ pub enum Cmd {
     Unlink,
     /// An rtnetlink query of the XDP program attached to an interface.
     Netlink,
+    /// `dup(2)` of a map descriptor.
+    Dup,
+    /// `poll(2)` on a ring buffer.
+    Poll,
 }
 
 impl Cmd {
@@ -111,7 +115,9 @@ impl Cmd {
             | Cmd::Statfs
             | Cmd::Mount
             | Cmd::Unlink
-            | Cmd::Netlink => return None,
+            | Cmd::Netlink
+            | Cmd::Dup
+            | Cmd::Poll => return None,
         })
     }
 
@@ -145,6 +151,8 @@ impl Cmd {
             Cmd::Mount => "mount",
             Cmd::Unlink => "unlink",
             Cmd::Netlink => "rtnetlink RTM_GETLINK",
+            Cmd::Dup => "dup",
+            Cmd::Poll => "poll",
         }
     }
 }
