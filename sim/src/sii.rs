@@ -442,6 +442,10 @@ impl Sii {
                 break;
             }
             let words = word(raw, w + 1);
+            if kind == category::NOP && words == 0 {
+                // Zeroed memory (an erased or never-written EEPROM), not a category list.
+                break;
+            }
             let start = w + 2;
             let end = start + usize::from(words);
             let truncated = end > total_words;
@@ -606,8 +610,9 @@ fn parse_strings(d: &[u8]) -> Vec<String> {
         };
         let len = usize::from(len).min(tail.len());
         let (s, tail) = tail.split_at(len);
-        // Damaged images hold binary data here: keep what is printable, never fail.
-        out.push(String::from_utf8_lossy(s).into_owned());
+        // SII strings are ISO 8859-1 (Beckhoff writes "1µs" as 0xB5): every byte is
+        // the code point of the same value, so damaged binary strings decode too.
+        out.push(s.iter().map(|&b| char::from(b)).collect());
         rest = tail;
     }
     out
@@ -656,6 +661,154 @@ mod tests {
             );
             assert!(!s.categories.is_empty(), "{name} has categories");
         }
+    }
+
+    #[test]
+    fn categories_as_each_image_holds_them() {
+        use category::*;
+        // (image, ends with 0xFFFF, category types in order, device name)
+        let table: [(&str, bool, &[u16], Option<&str>); 14] = [
+            (
+                "ek1100.bin",
+                true,
+                &[STRINGS, GENERAL],
+                Some("EK1100 EtherCAT-Koppler (2A E-Bus)"),
+            ),
+            (
+                "ek1814.bin",
+                false,
+                &[
+                    STRINGS,
+                    GENERAL,
+                    FMMU,
+                    SYNC_MANAGER,
+                    SYNC_UNIT,
+                    TXPDO,
+                    RXPDO,
+                ],
+                Some(
+                    "EK1814 EtherCAT-EA-Koppler (1A E-Bus, 4 K. Dig. Ein, 3ms, 4 K. Dig. Aus 24V, 0,5A)",
+                ),
+            ),
+            (
+                "el2004.bin",
+                true,
+                &[STRINGS, GENERAL, FMMU, SYNC_MANAGER, SYNC_UNIT, RXPDO],
+                Some("EL2004 4K. Dig. Ausgang 24V, 0.5A"),
+            ),
+            (
+                "el2828.bin",
+                true,
+                &[3, STRINGS, GENERAL, FMMU, SYNC_MANAGER, SYNC_UNIT, RXPDO],
+                Some("EL2828 8K. Dig. Ausgang 24V, 2A"),
+            ),
+            (
+                "el2889.bin",
+                true,
+                &[STRINGS, GENERAL, FMMU, SYNC_MANAGER, SYNC_UNIT, RXPDO],
+                Some("EL2889 16K. Dig. Ausgang 24V, 0.5A, negativ"),
+            ),
+            (
+                "el2262.bin",
+                true,
+                &[
+                    1,
+                    STRINGS,
+                    GENERAL,
+                    FMMU,
+                    SYNC_MANAGER,
+                    FMMU_EXTENDED,
+                    SYNC_UNIT,
+                    TXPDO,
+                    RXPDO,
+                    DC,
+                ],
+                Some("EL2262 2K. Dig. Ausgang 24V, 1\u{b5}s, DC Oversample"),
+            ),
+            (
+                "el3164.bin",
+                false,
+                &[STRINGS, GENERAL, FMMU, SYNC_MANAGER, TXPDO, DC],
+                Some("EL3164 4K. Ana. Eingang 0-10V"),
+            ),
+            (
+                "el4104.bin",
+                false,
+                &[STRINGS, GENERAL, FMMU, SYNC_MANAGER, RXPDO, DC],
+                Some("EL4104 4Ch. Ana. Ausgang 0-10V, 16bit"),
+            ),
+            (
+                "el6022.bin",
+                false,
+                &[STRINGS, GENERAL, FMMU, SYNC_MANAGER],
+                Some("EL6022 Schnittstelle 2K. (RS422/485)"),
+            ),
+            (
+                "el7031.bin",
+                false,
+                &[STRINGS, GENERAL, FMMU, SYNC_MANAGER, DC],
+                Some("EL7031 1K. Schrittmotor-Endstufe (24V, 1.5A)"),
+            ),
+            (
+                "el7041.bin",
+                false,
+                &[STRINGS, GENERAL, FMMU, SYNC_MANAGER, DC],
+                Some("EL7041 1K. Schrittmotor-Endstufe (50V, 5A)"),
+            ),
+            (
+                "akd.bin",
+                true,
+                &[
+                    0x0800,
+                    0x0801,
+                    STRINGS,
+                    GENERAL,
+                    FMMU,
+                    SYNC_MANAGER,
+                    SYNC_UNIT,
+                    TXPDO,
+                    RXPDO,
+                    DC,
+                ],
+                Some("AKD EtherCAT Drive (CoE)"),
+            ),
+            // The damaged image: after the strings a category claims more words than
+            // the file has; the general category is lost, the rest parses.
+            (
+                "akd-null-strings.bin",
+                false,
+                &[0x0800, 0x0801, STRINGS, 0x0100],
+                None,
+            ),
+            (
+                "hbm-clipx.bin",
+                true,
+                &[STRINGS, GENERAL, FMMU, SYNC_MANAGER],
+                Some("ClipX"),
+            ),
+        ];
+        for (name, end, kinds, device) in table {
+            let s = load(name);
+            let got: Vec<u16> = s.categories.iter().map(|c| c.kind).collect();
+            assert_eq!(got, kinds, "{name} categories");
+            assert_eq!(s.has_end_marker, end, "{name} end marker");
+            assert_eq!(s.name(), device, "{name} name");
+        }
+        let akd = load("akd.bin");
+        assert_eq!(
+            (
+                akd.tx_pdos.len(),
+                akd.rx_pdos.len(),
+                akd.sync_managers.len()
+            ),
+            (12, 12, 4)
+        );
+        assert_eq!(
+            akd.mailbox_protocols & mailbox_protocol::COE,
+            mailbox_protocol::COE
+        );
+        let damaged = load("akd-null-strings.bin");
+        assert!(damaged.categories.last().is_some_and(|c| c.truncated));
     }
 
     #[test]
