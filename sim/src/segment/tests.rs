@@ -560,3 +560,93 @@ fn el1004_standin() -> Esc {
     let app = BasicApp::from_sii(&sii);
     Esc::new(cfg, sii, Box::new(app))
 }
+
+#[test]
+fn vlan_tagged_frames_are_processed() {
+    let mut seg = bus(&["ek1100", "el2004"]);
+    let plain = frame(&[(BRD, 0, 0x0000, vec![0])]);
+    let mut tagged = plain[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+    tagged.extend_from_slice(&plain[12..]);
+    assert!(matches!(
+        seg.process(&mut tagged, 0),
+        FrameOutcome::Reply { .. }
+    ));
+    let wkc_at = tagged.len() - 2;
+    assert_eq!(tagged[wkc_at], 2);
+    assert_eq!(tagged[wkc_at - 1], 0x13);
+}
+
+#[test]
+fn armw_brw_and_logical_inputs() {
+    let mut seg = bus(&["ek1100", "el2889", "ek1814"]);
+    for (i, adp) in [0u16, 0xFFFF, 0xFFFE].into_iter().enumerate() {
+        exchange(
+            &mut seg,
+            &[(
+                APWR,
+                adp,
+                0x0010,
+                (0x1000 + i as u16).to_le_bytes().to_vec(),
+            )],
+            0,
+        );
+    }
+    // ARMW from position 1: the EL2889 reads its station address (+1), every other
+    // terminal writes the data as it arrives (+1 each): the EK1100 upstream gets the
+    // frame's zeros, the EK1814 downstream the EL2889's address.
+    let r = exchange(&mut seg, &[(ARMW, 0xFFFF, 0x0010, vec![0; 2])], 0);
+    assert_eq!(r[0], (0x0002, vec![0x01, 0x10], 3));
+    assert_eq!(seg.terminal(0).expect("t").station_address(), 0x0000);
+    assert_eq!(seg.terminal(2).expect("t").station_address(), 0x1001);
+    // BRW: each terminal ORs its old value into the frame and writes what it received,
+    // upstream ORs included.
+    let r = exchange(&mut seg, &[(BRW, 0, 0x0010, vec![0x00, 0x20])], 0);
+    assert_eq!(r[0], (3, vec![0x01, 0x30], 9));
+    let addrs: Vec<u16> = seg
+        .terminals()
+        .iter()
+        .map(|t| t.station_address())
+        .collect();
+    assert_eq!(addrs, [0x2000, 0x2000, 0x3001]);
+    // The EK1814's inputs (SII TxPDOs on SM3) through a read FMMU and LRD.
+    let ek1814 = seg.terminal(2).expect("t");
+    let sms = &ek1814.sii().sync_managers;
+    let input_sm = sms
+        .iter()
+        .position(|s| s.sm_type == crate::sii::SmType::ProcessDataInputs)
+        .expect("input SM");
+    let start = sms[input_sm].start;
+    let sm_reg = 0x0800 + 8 * input_sm as u16;
+    let s = start.to_le_bytes();
+    exchange(
+        &mut seg,
+        &[(APWR, 0xFFFE, sm_reg, vec![s[0], s[1], 1, 0, 0x00, 0, 1, 0])],
+        0,
+    );
+    let mut f = vec![0u8; 16];
+    f[..4].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+    f[4] = 1;
+    f[7] = 7;
+    f[8..10].copy_from_slice(&start.to_le_bytes());
+    f[11] = 1;
+    f[12] = 1;
+    exchange(&mut seg, &[(APWR, 0xFFFE, 0x0600, f)], 0);
+    let r = exchange(&mut seg, &[(LRD, 0x0000, 0x0001, vec![0xEE])], 0);
+    assert_eq!(r[0].2, 1);
+    assert_eq!(r[0].1, vec![0x00], "inputs read zero until set");
+}
+
+#[test]
+fn blank_eeprom_terminal_still_answers() {
+    let raw = std::fs::read(testdata("eeprom/empty-eeprom.bin")).expect("image");
+    let sii = crate::sii::Sii::parse_allow_blank(raw).expect("accepted");
+    let mut seg = Segment::new();
+    seg.push(basic_terminal(sii));
+    let r = exchange(&mut seg, &[(BRD, 0, 0x0000, vec![0])], 0);
+    assert_eq!(r[0], (1, vec![0x12], 1));
+    // Its EEPROM reads the blank image's words.
+    exchange(&mut seg, &[(APWR, 0, 0x0502, vec![0, 1, 0x08, 0, 0, 0])], 0);
+    let r = exchange(&mut seg, &[(APRD, 0, 0x0508, vec![0; 4])], 0);
+    assert_eq!(r[0].1, vec![0x01, 0, 0, 0]);
+}
