@@ -78,6 +78,8 @@ const FULL_LOG_SIZE: usize = 1024 * 1024;
 /// Largest log buffer ferrocat offers; beyond it the log's tail is kept (the kernel's
 /// rotating log keeps the end, where the error is).
 const MAX_LOG_SIZE: usize = 256 * 1024 * 1024;
+/// Lines of the verifier log an error message shows (its end, where the verdict is).
+const LOG_LINES_SHOWN: usize = 60;
 /// Instructions of context shown before and after a failing one.
 const CONTEXT_SLOTS: usize = 6;
 
@@ -251,8 +253,20 @@ impl fmt::Display for VerifierError {
         if !self.listing.is_empty() {
             write!(f, "\n{}", self.listing.trim_end())?;
         }
+        let lines: Vec<&str> = self.log.trim_end().lines().collect();
+        let shown = lines.len().saturating_sub(LOG_LINES_SHOWN);
         let tail = if self.truncated { " (tail)" } else { "" };
-        write!(f, "\nverifier log{tail}:\n{}", self.log.trim_end())
+        write!(f, "\nverifier log{tail}:")?;
+        if shown > 0 {
+            write!(
+                f,
+                "\n... {shown} earlier lines (the whole log is in VerifierError::log)"
+            )?;
+        }
+        for line in &lines[shown..] {
+            write!(f, "\n{line}")?;
+        }
+        Ok(())
     }
 }
 
@@ -877,6 +891,13 @@ processed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_stat
         };
         assert!(!v.truncated);
         assert_eq!(v.log.len(), long.len());
+        let text = v.to_string();
+        assert!(
+            text.contains("earlier lines (the whole log is in"),
+            "{text}"
+        );
+        assert!(text.ends_with("mark_read 0"), "{text}");
+        assert!(text.lines().count() < LOG_LINES_SHOWN + 30, "{text}");
         let loads = fake.loads();
         assert_eq!(loads.len(), 3);
         assert!(loads[2].log_size > long.len());
