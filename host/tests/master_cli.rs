@@ -341,3 +341,20 @@ async fn no_interface_is_a_usage_error() {
     assert_eq!(e.exit, Exit::Usage);
     assert!(e.message.contains("-i IFACE"));
 }
+
+#[test]
+fn every_master_subcommand_teaches_with_examples() {
+    use clap::CommandFactory;
+    let mut cmd = ferrocat::cli::Cli::command();
+    let top = cmd.render_long_help().to_string();
+    assert!(top.contains("Examples:"), "{top}");
+    for name in ["slaves", "states", "reg", "diag", "capture"] {
+        let sub = cmd.find_subcommand_mut(name).expect(name);
+        let help = sub.render_long_help().to_string();
+        assert!(help.contains("Examples:"), "{name} --help:\n{help}");
+        assert!(
+            help.contains(&format!("ferrocat -i eth1 {name}")),
+            "{name} --help:\n{help}"
+        );
+    }
+}

@@ -19,7 +19,9 @@ use std::path::PathBuf;
 ///   ferrocat -i eth1 capture -o up.pcapng --state PREOP --dc
 ///   tshark -r up.pcapng -Y ecat
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    after_help = "Scans the bus (SII included), optionally sets up distributed clocks and requests a\nstate, capturing every frame this process sends and every reply it receives.\n(Frames bounced in the kernel by ferrocat's cyclic XDP programs never reach a\nsocket; they are not in this capture.) To capture any other subcommand, pass the\nglobal `--capture FILE` option to it instead.\n\nExamples:\n  ferrocat -i eth1 capture -o scan.pcapng                scan only\n  ferrocat -i eth1 capture -o up.pcapng --state PREOP --dc\n  tshark -r up.pcapng -Y ecat"
+)]
 pub struct Args {
     /// The pcapng file to write.
     #[arg(short = 'o', long, value_name = "FILE")]

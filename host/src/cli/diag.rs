@@ -17,7 +17,9 @@ use serde::Serialize;
 ///   ferrocat -i eth1 diag -p 4 --json  one terminal, machine-readable
 ///   ferrocat -i eth1 diag --clear      read, then reset the counters
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    after_help = "Per port: physical link, loop (closed: frames turn around here), communication\nestablished, and the counters for invalid frames, RX errors, forwarded RX errors and\nlost links. Per terminal: processing-unit and PDI error counters. Counters saturate\nat 255; `--clear` resets them (any write to 0x0300 clears them, ETG.1000.4 table 39).\n\nExamples:\n  ferrocat -i eth1 diag              every terminal\n  ferrocat -i eth1 diag -p 4 --json  one terminal, machine-readable\n  ferrocat -i eth1 diag --clear      read, then reset the counters"
+)]
 pub struct Args {
     /// Which terminal (default: all).
     #[command(flatten)]

@@ -16,7 +16,9 @@ use crate::ethercat::wire::frame::MAX_DATAGRAM_DATA;
 ///   ferrocat -i eth1 reg read --broadcast 0x0130        OR of all AL status values
 ///   ferrocat -i eth1 reg write -s 0x1002 0x0120 2 -t u16   request PRE-OP directly
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    after_help = "REGISTER is an address (decimal or 0x-hex) or a name such as AL_STATUS, DL_STATUS,\nSTATION_ALIAS, DC_SYSTEM_TIME (see docs/cli.md for the list). Without a terminal\nselection, `read` reads every terminal one by one.\n\nExamples:\n  ferrocat -i eth1 reg read AL_STATUS                 AL status of every terminal\n  ferrocat -i eth1 reg read -p 0 0x0000 10 -t hex     ESC information bytes\n  ferrocat -i eth1 reg read --broadcast 0x0130        OR of all AL status values\n  ferrocat -i eth1 reg write -s 0x1002 0x0120 2 -t u16   request PRE-OP directly"
+)]
 pub struct Args {
     /// read or write.
     #[command(subcommand)]

@@ -15,7 +15,9 @@ use serde::Serialize;
 ///   ferrocat -i eth1 slaves -p 2            only the terminal at position 2
 ///   ferrocat -i eth1 slaves --json | jq .name
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    after_help = "Scans the bus (assigning station addresses 0x1001, 0x1002, ... or the alias where a\nterminal has a unique one), reads each terminal's SII and AL status. Changes no state.\n\nExamples:\n  ferrocat -i eth1 slaves                 table of all terminals\n  ferrocat -i eth1 slaves -p 2            only the terminal at position 2\n  ferrocat -i eth1 slaves --json | jq .name"
+)]
 pub struct Args {
     /// Which terminal (default: all).
     #[command(flatten)]

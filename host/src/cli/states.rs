@@ -14,7 +14,9 @@ use crate::ethercat::al::{self, AlState};
 ///   ferrocat -i eth1 states -p 3 INIT       only the terminal at position 3
 ///   ferrocat -i eth1 states BOOT -s 0x1002  firmware update mode (via INIT)
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    after_help = "Terminals are walked through the allowed transitions one at a time (INIT → PREOP →\nSAFEOP → OP; down in one step; BOOT only through INIT), each with the ESI default\ntimeout. A refusal prints the terminal's AL status code and its meaning.\n\nExamples:\n  ferrocat -i eth1 states PREOP           all terminals to PRE-OP\n  ferrocat -i eth1 states -p 3 INIT       only the terminal at position 3\n  ferrocat -i eth1 states BOOT -s 0x1002  firmware update mode (via INIT)"
+)]
 pub struct Args {
     /// Which terminal (default: all).
     #[command(flatten)]
