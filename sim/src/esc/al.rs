@@ -18,6 +18,7 @@ impl Esc {
         self.now_ns = self.now_ns.max(now_ns);
         self.update_sii_status();
         self.check_watchdog();
+        self.poll_mailbox_due();
     }
 
     pub(super) fn wd_timeout_ns(&self) -> Option<u64> {
@@ -80,6 +81,7 @@ impl Esc {
         }
         if to == AlState::Init {
             self.outbox.clear();
+            self.mailbox_due = None;
             self.last_mailbox = None;
             for s in &mut self.sms {
                 s.mailbox_full = false;

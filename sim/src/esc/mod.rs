@@ -39,6 +39,10 @@ pub struct EscConfig {
     pub eeprom_read_ns: u64,
     /// How long an EEPROM write keeps the SII interface busy.
     pub eeprom_write_ns: u64,
+    /// How long the firmware takes to pick up a mailbox request (0 = at once). Real
+    /// firmware needs a while: in ek1914-el3004-mailbox.pcapng the EL3004's reply shows
+    /// in SM1 about two polls (~0.5 ms) after the request (frames 958..964).
+    pub mailbox_latency_ns: u64,
 }
 
 impl EscConfig {
@@ -53,6 +57,7 @@ impl EscConfig {
             clock_start_ns: 0,
             eeprom_read_ns: 640_000,
             eeprom_write_ns: 5_000_000,
+            mailbox_latency_ns: 0,
         }
     }
 }
@@ -123,6 +128,8 @@ pub struct Esc {
     now_ns: u64,
     /// Reused buffer for the incoming bytes of logical writes.
     scratch: Vec<u8>,
+    /// A mailbox request waiting for the firmware: (SM, due time).
+    mailbox_due: Option<(usize, u64)>,
 }
 
 impl Esc {
@@ -158,6 +165,7 @@ impl Esc {
             links: [true, false, false, false],
             now_ns: 0,
             scratch: Vec::new(),
+            mailbox_due: None,
             sii,
             config,
         };
@@ -215,6 +223,7 @@ impl Esc {
         self.outputs_valid = false;
         self.last_mailbox = None;
         self.outbox.clear();
+        self.mailbox_due = None;
         self.sii_busy_until = 0;
         self.sii_pending_cmd = 0;
         self.wd_last_ns = None;

@@ -238,16 +238,16 @@ impl Esc {
         for &ev in events {
             match ev {
                 SmEvent::MailboxWritten(n) => {
-                    let s = &self.sms[n];
-                    let start = usize::from(s.cfg.start);
-                    let len = usize::from(s.cfg.length);
-                    let msg = self.mem[start..start + len].to_vec();
-                    // The firmware takes the message at once: the buffer is free again.
-                    self.sms[n].mailbox_full = false;
-                    self.sms[n].irq_write = false;
-                    self.sms[n].irq_read = true;
-                    self.app
-                        .mailbox_received(self.now_ns, &msg, &mut self.outbox);
+                    // Interrupt write for the PDI: a complete request is in the buffer.
+                    self.sms[n].irq_write = true;
+                    self.sms[n].irq_read = false;
+                    if self.config.mailbox_latency_ns == 0 {
+                        self.take_mailbox_request(n);
+                    } else {
+                        // The firmware looks at the mailbox a while later; until then
+                        // SM0 stays full (status bit 3) and refuses further writes.
+                        self.mailbox_due = Some((n, self.now_ns + self.config.mailbox_latency_ns));
+                    }
                 }
                 SmEvent::MailboxRead(n) => {
                     self.sms[n].mailbox_full = false;
@@ -284,5 +284,33 @@ impl Esc {
 
     pub(super) fn sm_at(&self, addr: u32) -> Option<usize> {
         self.sms.iter().position(|s| s.contains(addr))
+    }
+
+    /// The firmware takes the request in receive mailbox `n` and answers it.
+    pub(super) fn take_mailbox_request(&mut self, n: usize) {
+        let Some(s) = self.sms.get(n) else { return };
+        if !s.mailbox_full {
+            return;
+        }
+        let start = usize::from(s.cfg.start);
+        let len = usize::from(s.cfg.length);
+        let msg = self.mem[start..start + len].to_vec();
+        self.sms[n].mailbox_full = false;
+        self.sms[n].irq_write = false;
+        self.sms[n].irq_read = true;
+        self.app
+            .mailbox_received(self.now_ns, &msg, &mut self.outbox);
+        self.update_sm_registers();
+        self.load_send_mailbox();
+    }
+
+    /// Delivers a delayed mailbox request once the firmware latency has passed.
+    pub(super) fn poll_mailbox_due(&mut self) {
+        if let Some((n, due)) = self.mailbox_due {
+            if self.now_ns >= due {
+                self.mailbox_due = None;
+                self.take_mailbox_request(n);
+            }
+        }
     }
 }

@@ -506,3 +506,35 @@ fn error_counters_clear_on_write() {
     assert!(e.write(0x0300, &[0; 8]));
     assert_eq!(e.peek(0x0302), 0);
 }
+
+#[test]
+fn mailbox_firmware_latency() {
+    let s = sii("el4104");
+    let mut cfg = EscConfig::for_sii(&s);
+    cfg.mailbox_latency_ns = 500_000;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let app = EchoApp {
+        basic: BasicApp::with_layout(vec![]),
+        seen: seen.clone(),
+        next_input: 0,
+    };
+    let mut e = Esc::new(cfg, s, Box::new(app));
+    configure_mailbox(&mut e);
+    assert_eq!(request(&mut e, 2), (0x02, 0));
+    e.begin_frame(1_000_000);
+    let mut msg = vec![0u8; 0x80];
+    msg[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x13]);
+    msg[6..8].copy_from_slice(&[7, 8]);
+    assert!(e.write(0x1000, &msg));
+    assert_eq!(e.peek(0x0805) & 0x09, 0x09, "SM0 full, not yet taken");
+    assert!(
+        !e.write(0x1000, &msg),
+        "a full mailbox refuses the next write"
+    );
+    e.begin_frame(1_400_000);
+    assert_eq!(e.peek(0x080D) & 0x08, 0, "no reply yet");
+    e.begin_frame(1_500_000);
+    assert_eq!(e.peek(0x0805), 0x02);
+    assert_eq!(e.peek(0x080D), 0x09);
+    assert_eq!(seen.lock().expect("seen").mailbox.len(), 1);
+}
