@@ -38,6 +38,10 @@ macro_rules! subcommands {
 
 // One `mod` line per subcommand file.
 pub mod capture;
+pub mod pdos;
+pub mod sdos;
+pub mod sii;
+pub mod transfer;
 pub mod diag;
 pub mod disasm;
 pub mod reg;
@@ -55,6 +59,16 @@ subcommands! {
     Diag(diag::Args) => diag::run,
     /// Record the frames of a bring-up as pcapng.
     Capture(capture::Args) => capture::run,
+    /// Show a terminal's SII EEPROM decoded or raw; write alias or serial number.
+    Sii(sii::Args) => sii::run,
+    /// Show the PDO assignment and mapping of terminals (CoE or SII).
+    Pdos(pdos::Args) => pdos::run,
+    /// List a terminal's object dictionary via SDO information.
+    Sdos(sdos::Args) => sdos::run,
+    /// Read one CoE object entry (SDO upload) as a typed value.
+    Upload(transfer::UploadArgs) => transfer::upload,
+    /// Write one CoE object entry (SDO download) from a typed value.
+    Download(transfer::DownloadArgs) => transfer::download,
     /// Disassemble a fragment file or raw eBPF instruction bytes.
     Disasm(disasm::Args) => disasm::run,
 }

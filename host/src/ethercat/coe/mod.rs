@@ -15,9 +15,11 @@ pub mod datatype;
 pub mod emergency;
 pub mod info;
 pub mod sdo;
+pub mod value;
 
 pub use abort::AbortCode;
 pub use client::{CoeClient, CoeError};
 pub use emergency::Emergency;
 pub use info::{EntryDescription, ObjectDescription, OdListType};
 pub use sdo::{SdoAddress, SdoRequest, SdoResponse};
+pub use value::ValueType;

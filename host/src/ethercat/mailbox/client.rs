@@ -193,8 +193,8 @@ pub struct MailboxMessage {
 
 #[derive(Debug, Default)]
 struct MailboxState {
-    /// Counter of the last message sent.
-    sent: Counter,
+    /// Counter of the last message sent, `None` before the first.
+    sent: Option<Counter>,
     /// Counter of the last message received.
     received: Option<Counter>,
 }
@@ -308,7 +308,10 @@ impl<T: StationIo> MailboxSession<'_, T> {
     pub async fn send(&mut self, kind: MailboxType, data: &[u8]) -> Result<(), MailboxError> {
         let mb = self.mailbox;
         let size = usize::from(mb.config.write.length);
-        let counter = self.state.sent.next();
+        // The first request carries the start value 0 (ETG.1000.4 table 29), which a
+        // terminal never drops as a repetition: it may still remember the last counter
+        // of an earlier master process. Later requests cycle 1..7.
+        let counter = self.state.sent.map_or(Counter::new(0), Counter::next);
         let Some(frame) = encode_message(kind, counter, data, size) else {
             return Err(MailboxError::TooLarge {
                 station: mb.station,
@@ -349,7 +352,7 @@ impl<T: StationIo> MailboxSession<'_, T> {
             }
             backoff(&mut polls).await;
         }
-        self.state.sent = counter;
+        self.state.sent = Some(counter);
         tracing::trace!(
             station = mb.station,
             ?kind,

@@ -159,6 +159,25 @@ impl ProcessImage {
     pub fn terminal(&self, station: u16) -> Option<&TerminalImage> {
         self.terminals.iter().find(|t| t.station == station)
     }
+
+    /// A zeroed buffer for the whole image (starting at `whole().start`): set safe
+    /// output values in it with [`EntryLocation::write`] before asking for OP.
+    pub fn buffer(&self) -> Vec<u8> {
+        vec![0; self.whole().len as usize]
+    }
+
+    /// Writes every terminal's process-data SyncManagers, then its FMMUs (in PRE-OP,
+    /// before requesting SAFE-OP).
+    pub async fn configure<T: crate::ethercat::station_io::StationIo + ?Sized>(
+        &self,
+        io: &T,
+    ) -> Result<(), ConfigError> {
+        for t in &self.terminals {
+            super::config::write_sync_managers(io, t.station, &t.sync_managers).await?;
+            super::config::write_fmmus(io, t.station, &t.fmmus).await?;
+        }
+        Ok(())
+    }
 }
 
 /// One group of physically adjacent SyncManager areas mapped by one FMMU.

@@ -1,0 +1,313 @@
+//! The CLI subcommands `sii`, `pdos`, `sdos`, `upload` and `download` against the
+//! reference bus of ferrocat-sim (configs/sim/reference.toml: EK1100, EL2004, EL2828,
+//! EL2889, EL3164, EL4104, EL7041 with their recorded dictionaries), run in process.
+//! Output and exit codes are asserted.
+
+use ferrocat::cli::{CliError, Exit, LinkOpener, execute};
+use ferrocat::ethercat::transport::{ChannelLink, Link};
+use ferrocat_sim::inproc::{Bus, SimClock};
+use ferrocat_sim::topology::Topology;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Output collected from a run.
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reference bus, kept across several commands.
+#[derive(Clone)]
+struct SharedBus(Arc<Mutex<Bus>>);
+
+impl SharedBus {
+    fn reference() -> SharedBus {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../configs/sim/reference.toml"
+        ));
+        let topo = Topology::load(path).expect("reference topology");
+        let segment = ferrocat_sim::serve::build_segment(topo.build().expect("build"));
+        SharedBus(Arc::new(Mutex::new(Bus::new(
+            segment,
+            SimClock::monotonic(),
+        ))))
+    }
+
+    fn opener(&self) -> LinkOpener {
+        let bus = self.0.clone();
+        Box::new(move |iface| {
+            assert_eq!(iface, "sim0");
+            let (link, mut from_master, to_master) = ChannelLink::pair();
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                while let Some(frame) = from_master.recv().await {
+                    let reply = bus.lock().expect("bus").exchange(frame);
+                    if let Some(reply) = reply {
+                        if to_master.send(reply).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            Ok(Box::new(link) as Box<dyn Link>)
+        })
+    }
+
+    /// Runs `ferrocat -i sim0 ARGS` on this bus.
+    async fn run(&self, args: &[&str]) -> (String, Result<(), CliError>) {
+        let buf = Buf::default();
+        let mut argv = vec!["ferrocat", "-i", "sim0"];
+        argv.extend_from_slice(args);
+        let result = execute(argv, Box::new(buf.clone()), self.opener()).await;
+        let out = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("UTF-8");
+        (out, result)
+    }
+}
+
+async fn ferrocat(args: &[&str]) -> (String, Result<(), CliError>) {
+    SharedBus::reference().run(args).await
+}
+
+fn eeprom(name: &str) -> String {
+    format!(
+        "{}/../../shared/testdata/eeprom/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[tokio::test]
+async fn sii_decodes_the_el2004() {
+    let (out, r) = ferrocat(&["sii", "-p", "1"]).await;
+    r.expect("sii succeeds");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "terminal 1 (0x1002)");
+    assert_eq!(
+        lines[1],
+        "  Identity:    vendor 0x00000002 product 0x07d43052 revision 0x00100000 serial 0x00000000"
+    );
+    assert!(
+        out.contains("  Name:        \"EL2004 4K. Dig. Ausgang 24V, 0.5A\"    Order: \"EL2004\""),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  SM0:         start 0x0f00 length 0 control 0x44 enable 0x09 process data out"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  RxPDO 0x1603 \"Channel 4\" SM0, 1 bit\n    0x7030:01   1 bit BOOL     \"Output\""
+        ),
+        "{out}"
+    );
+    assert!(out.contains("  Mailbox:     none"), "{out}");
+    assert!(!out.contains("Warning"), "{out}");
+}
+
+#[tokio::test]
+async fn sii_json_and_raw() {
+    let bus = SharedBus::reference();
+    let (out, r) = bus.run(&["--json", "sii", "-p", "6"]).await;
+    r.expect("sii --json succeeds");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(v["station"], 0x1007);
+    assert_eq!(v["header"]["identity"]["product_code"], 0x1B81_3052u32);
+    assert_eq!(v["sync_managers"][2]["start"], 0x1100);
+    assert_eq!(v["sync_managers"][3]["length"], 8);
+    assert_eq!(v["name"], "EL7041 1K. Schrittmotor-Endstufe (50V, 5A)");
+
+    let (out, r) = bus.run(&["sii", "-p", "1", "--raw"]).await;
+    r.expect("sii --raw succeeds");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("terminal 1 (0x1002): "),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1], "  0000: 0104 0000 0000 000f 0000 0000 0000 00d8");
+    assert_eq!(lines[2], "  0008: 0002 0000 3052 07d4 0000 0010 0000 0000");
+}
+
+#[tokio::test]
+async fn sii_of_a_blank_image_file_is_an_error() {
+    let (_, r) = ferrocat(&["sii", "--file", &eeprom("empty-eeprom.bin")]).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.exit, Exit::DataErr);
+    assert!(e.message.contains("blank SII"), "{}", e.message);
+    let (out, r) = ferrocat(&["sii", "--file", &eeprom("akd-null-strings.bin")]).await;
+    r.expect("a damaged image decodes with warnings");
+    assert!(
+        out.contains("  Warning:     implausible category header at word 0x0145"),
+        "{out}"
+    );
+    assert!(out.contains("  TxPDO 0x1b01"), "{out}");
+}
+
+#[tokio::test]
+async fn pdos_from_coe_and_from_the_sii() {
+    let bus = SharedBus::reference();
+    let (out, r) = bus.run(&["pdos", "-p", "6"]).await;
+    r.expect("pdos succeeds");
+    assert!(
+        out.starts_with(
+            "Terminal 6 (0x1007) EL7041 1K. Schrittmotor-Endstufe (50V, 5A): PDOs from CoE\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("  SM2 outputs: 64 bit (8 bytes)\n    RxPDO 0x1600"),
+        "{out}"
+    );
+    assert!(
+        out.contains("    RxPDO 0x1604 \"\" 16 bit\n      0x7010:21  16 bit"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  SM3 inputs: 64 bit (8 bytes)\n    TxPDO 0x1a00"),
+        "{out}"
+    );
+    assert!(out.contains("      0x0000:00   4 bit (gap)"), "{out}");
+
+    let (out, r) = bus.run(&["pdos", "-p", "1"]).await;
+    r.expect("pdos succeeds");
+    assert!(
+        out.contains("PDOs from SII (the terminal has no CoE mailbox)"),
+        "{out}"
+    );
+    assert!(out.contains("  SM0 outputs: 4 bit (1 bytes)"), "{out}");
+
+    let (out, r) = bus.run(&["--json", "pdos", "-p", "4"]).await;
+    r.expect("pdos --json succeeds");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(v["layout"]["source"], "Coe");
+    // The EL3164's 0x1C00 lists SM2 as outputs without PDOs, then SM3 inputs.
+    let sms = v["layout"]["sync_managers"].as_array().expect("array");
+    assert_eq!(sms.len(), 2);
+    assert_eq!(
+        (&sms[0]["sync_manager"], &sms[0]["direction"]),
+        (&2.into(), &"Rx".into())
+    );
+    assert_eq!(sms[0]["pdos"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        (&sms[1]["sync_manager"], &sms[1]["direction"]),
+        (&3.into(), &"Tx".into())
+    );
+    assert!(!sms[1]["pdos"].as_array().expect("pdos").is_empty());
+}
+
+#[tokio::test]
+async fn sdos_lists_the_dictionary() {
+    let (out, r) = ferrocat(&["sdos", "-p", "6", "--values"]).await;
+    r.expect("sdos succeeds");
+    assert!(out.contains("0x1018 RECORD \"Identity\"\n"), "{out}");
+    let product = out
+        .lines()
+        .find(|l| l.starts_with("  0x1018:02 "))
+        .expect("0x1018:02 listed");
+    assert!(product.contains(" 32 bit "), "{product}");
+    assert!(product.ends_with("= 461451346"), "{product}");
+    let name = out
+        .lines()
+        .find(|l| l.starts_with("  0x1008:00 "))
+        .expect("device name listed");
+    assert!(name.ends_with("= EL7041"), "{name}");
+    assert!(out.contains("0x1c12 "), "{out}");
+}
+
+#[tokio::test]
+async fn upload_and_download_typed_values() {
+    let bus = SharedBus::reference();
+    let (out, r) = bus
+        .run(&["upload", "-p", "6", "0x1018", "2", "--type", "u32"])
+        .await;
+    r.expect("upload succeeds");
+    assert_eq!(out, "461451346\n");
+    let (out, r) = bus.run(&["upload", "-p", "6", "0x1008", "0"]).await;
+    r.expect("upload with the type from SDO information");
+    assert_eq!(out, "EL7041\n");
+
+    let (out, r) = bus
+        .run(&[
+            "--json", "download", "-p", "6", "0x8010", "1", "1400", "--type", "u16",
+        ])
+        .await;
+    r.expect("download succeeds");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(
+        (v["index"].as_u64(), v["len"].as_u64()),
+        (Some(0x8010), Some(2))
+    );
+    let (out, r) = bus
+        .run(&[
+            "--json", "upload", "-p", "6", "0x8010", "1", "--type", "u16",
+        ])
+        .await;
+    r.expect("upload succeeds");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(v["value"], "1400");
+    assert_eq!(v["hex"], "7805");
+
+    let (out, r) = bus
+        .run(&["upload", "-p", "6", "0x1c12", "0", "--complete"])
+        .await;
+    r.expect("complete access");
+    assert!(out.trim_end().ends_with("001602160416"), "{out}");
+}
+
+#[tokio::test]
+async fn transfer_errors_have_clear_messages_and_exit_codes() {
+    let bus = SharedBus::reference();
+    let (_, r) = bus.run(&["upload", "-p", "6", "0x5555", "0"]).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.exit, Exit::NoInput);
+    assert_eq!(
+        e.message,
+        "SDO 0x5555:00 on terminal 0x1007 aborted: 0x06020000 (The object does not exist in the object directory)"
+    );
+    let (_, r) = bus
+        .run(&["download", "-p", "6", "0x1018", "1", "5", "--type", "u32"])
+        .await;
+    let e = r.unwrap_err();
+    assert_eq!(e.exit, Exit::Protocol);
+    assert!(
+        e.message.contains("Attempt to write a read only object"),
+        "{}",
+        e.message
+    );
+    let (_, r) = bus
+        .run(&[
+            "download", "-p", "6", "0x8010", "1", "70000", "--type", "u16",
+        ])
+        .await;
+    let e = r.unwrap_err();
+    assert_eq!(e.exit, Exit::DataErr);
+    assert!(
+        e.message.contains("\"70000\" is not a valid u16"),
+        "{}",
+        e.message
+    );
+    let (_, r) = bus
+        .run(&["upload", "-p", "6", "0x1018", "2", "--type", "u128"])
+        .await;
+    assert_eq!(r.unwrap_err().exit, Exit::Usage);
+    let (_, r) = bus.run(&["upload", "-p", "1", "0x1000", "0"]).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.exit, Exit::Unavailable);
+    assert_eq!(
+        e.message,
+        "terminal 1 (0x1002) has no mailbox, so no CoE (its SII describes none)"
+    );
+    let (_, r) = bus.run(&["upload", "0x1000", "0"]).await;
+    assert_eq!(r.unwrap_err().exit, Exit::Usage, "several terminals match");
+}
