@@ -198,3 +198,64 @@ async fn reference_bus_reaches_op_with_safe_outputs() {
         );
     }
 }
+
+#[tokio::test]
+async fn sync0_is_configured_where_the_sii_describes_dc_modes() {
+    let (t, bus) = reference_transport(6);
+    let mut m = Master::scan(t, &ScanOptions::default())
+        .await
+        .expect("scan");
+    m.configure_dc(&DcOptions {
+        drift_frames: 200,
+        sync0: Some(std::time::Duration::from_micros(1000)),
+    })
+    .await
+    .expect("DC with SYNC0");
+    let with_modes: Vec<usize> = m
+        .terminals()
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            t.dc_delay_ns.is_some() && t.sii.as_ref().is_some_and(|s| !s.dc_modes.is_empty())
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!with_modes.is_empty(), "the EL7041 describes DC modes");
+    let seg = bus.segment();
+    for i in 0..REFERENCE.len() {
+        let esc = seg.terminal(i).expect("terminal");
+        let activation = esc.peek(registers::DC_ACTIVATION);
+        let cycle = u32::from_le_bytes([
+            esc.peek(registers::DC_SYNC0_CYCLE),
+            esc.peek(registers::DC_SYNC0_CYCLE + 1),
+            esc.peek(registers::DC_SYNC0_CYCLE + 2),
+            esc.peek(registers::DC_SYNC0_CYCLE + 3),
+        ]);
+        if with_modes.contains(&i) {
+            assert_eq!(activation, 0x03, "cyclic + SYNC0 active on terminal {i}");
+            assert_eq!(cycle, 1_000_000, "SYNC0 cycle of terminal {i}");
+        } else {
+            assert_eq!(activation, 0, "no SYNC0 on terminal {i}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn aliases_become_station_addresses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sim");
+    let text = "[[terminal]]\nname = \"EK1100\"\neeprom = \"../../../shared/testdata/eeprom/ek1100.bin\"\n\n\
+                [[terminal]]\nname = \"EL2004\"\neeprom = \"../../../shared/testdata/eeprom/el2004.bin\"\nalias = 0x1002\n\n\
+                [[terminal]]\nname = \"EL2828\"\neeprom = \"../../../shared/testdata/eeprom/el2828.bin\"\nalias = 0x0300\n";
+    let topology = ferrocat_sim::topology::Topology::parse(text, &dir.join("alias.toml"), &dir)
+        .expect("topology");
+    let segment = ferrocat_sim::serve::build_segment(topology.build().expect("build"));
+    let (link, _bus) = link_to(segment);
+    let t = ferrocat::ethercat::transport::Transport::spawn(link, Default::default());
+    let m = Master::scan(t, &ScanOptions::default())
+        .await
+        .expect("scan");
+    let got: Vec<(u16, u16)> = m.terminals().iter().map(|t| (t.alias, t.station)).collect();
+    // Position 0 has no alias and skips 0x1002, which position 1 claims as its alias.
+    assert_eq!(got, vec![(0, 0x1001), (0x1002, 0x1002), (0x0300, 0x0300)]);
+    assert_eq!(m.terminals()[2].identity.product_code, 0x0B0C3052);
+}
