@@ -311,3 +311,38 @@ async fn transfer_errors_have_clear_messages_and_exit_codes() {
     let (_, r) = bus.run(&["upload", "0x1000", "0"]).await;
     assert_eq!(r.unwrap_err().exit, Exit::Usage, "several terminals match");
 }
+
+#[tokio::test]
+async fn sii_alias_and_serial_are_written() {
+    let bus = SharedBus::reference();
+    let (out, r) = bus
+        .run(&[
+            "sii",
+            "-p",
+            "2",
+            "--set-alias",
+            "0x1234",
+            "--set-serial",
+            "0xDEADBEEF",
+        ])
+        .await;
+    r.expect("writes succeed");
+    assert_eq!(
+        out,
+        "terminal 2 (0x1003): alias set to 0x1234 (header checksum recomputed); it takes effect after a power cycle\n\
+         terminal 2 (0x1003): serial number set to 3735928559 (0xdeadbeef)\n"
+    );
+    let (out, r) = bus.run(&["--json", "sii", "-p", "2"]).await;
+    r.expect("sii --json succeeds");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(v["header"]["station_alias"], 0x1234);
+    assert_eq!(v["header"]["checksum_ok"], true);
+    assert_eq!(v["header"]["identity"]["serial"], 0xDEAD_BEEFu32);
+    assert_eq!(v["header"]["identity"]["product_code"], 0x0B0C_3052u32);
+    let (_, r) = bus.run(&["sii", "--set-alias", "1"]).await;
+    assert_eq!(
+        r.unwrap_err().exit,
+        Exit::Usage,
+        "one terminal must be selected"
+    );
+}
