@@ -5,6 +5,7 @@
 //! changes it while a bus is being served, the segment consults it for every frame.
 //! Random choices come from a seeded generator, so a test run is reproducible.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::app::{AlState, AlStatusCode};
@@ -52,6 +53,8 @@ struct FaultState {
 #[derive(Clone, Debug)]
 pub struct Faults {
     inner: Arc<Mutex<FaultState>>,
+    /// Whether any fault is set or pending: read for every frame without the lock.
+    armed: Arc<AtomicBool>,
 }
 
 impl Default for Faults {
@@ -80,12 +83,16 @@ impl Faults {
                 pending: Vec::new(),
                 rng: seed | 1,
             })),
+            armed: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, FaultState> {
+    fn lock(&self) -> FaultGuard<'_> {
         // A panic elsewhere while holding the lock leaves plain data: keep using it.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        FaultGuard {
+            state: self.inner.lock().unwrap_or_else(|e| e.into_inner()),
+            armed: &self.armed,
+        }
     }
 
     /// The settings in force.
@@ -154,10 +161,37 @@ impl Faults {
         fate
     }
 
-    /// Whether any fault is configured or pending (lets the segment skip the work).
+    /// Whether any fault is configured or pending (lets the segment skip the work): one
+    /// atomic load, kept up to date by every change.
     pub fn any(&self) -> bool {
-        let s = self.lock();
-        s.settings != FaultSettings::default() || !s.pending.is_empty()
+        self.armed.load(Ordering::Acquire)
+    }
+}
+
+/// The locked state; on release it records whether any fault is armed.
+struct FaultGuard<'a> {
+    state: MutexGuard<'a, FaultState>,
+    armed: &'a AtomicBool,
+}
+
+impl std::ops::Deref for FaultGuard<'_> {
+    type Target = FaultState;
+    fn deref(&self) -> &FaultState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for FaultGuard<'_> {
+    fn deref_mut(&mut self) -> &mut FaultState {
+        &mut self.state
+    }
+}
+
+impl Drop for FaultGuard<'_> {
+    fn drop(&mut self) {
+        let armed =
+            self.state.settings != FaultSettings::default() || !self.state.pending.is_empty();
+        self.armed.store(armed, Ordering::Release);
     }
 }
 
@@ -193,6 +227,20 @@ mod tests {
         assert_eq!(drops, drops2);
         f.set_drop_ratio(0.0);
         assert!(!(0..1000).any(|_| f.roll().drop));
+    }
+
+    #[test]
+    fn armed_flag_follows_settings_and_pending_actions() {
+        let f = Faults::default();
+        assert!(!f.any());
+        f.set_drop_ratio(0.5);
+        assert!(f.any());
+        f.set(FaultSettings::default());
+        assert!(!f.any());
+        f.inject(0, TerminalFault::PowerCycle);
+        assert!(f.any());
+        assert_eq!(f.take_pending().len(), 1);
+        assert!(!f.any());
     }
 
     #[test]

@@ -63,17 +63,20 @@ impl Esc {
         // Reads see the memory before this datagram's writes (on-the-fly processing reads
         // a byte as it passes and writes the frame's incoming byte), so the incoming bytes
         // of each write window are taken before any read replaces them.
-        let mut writes = [(Fmmu::default(), 0u32, 0usize, 0usize); 16];
-        let mut n_writes = 0;
+        // (FMMU index, logical address of the slice, offset in scratch, length)
+        let mut plan = std::mem::take(&mut self.write_plan);
+        plan.clear();
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         if want_write {
-            for f in self.fmmus.iter().filter(|f| overlaps(f) && f.kind & 2 != 0) {
+            for (i, f) in self.fmmus.iter().enumerate() {
+                if !overlaps(f) || f.kind & 2 == 0 {
+                    continue;
+                }
                 let (d_off, _, n) = Self::overlap(f, lad, data.len());
-                if n > 0 && n_writes < writes.len() {
+                if n > 0 {
                     let slice_lad = lad.wrapping_add(d_off as u32);
-                    writes[n_writes] = (*f, slice_lad, scratch.len(), n);
-                    n_writes += 1;
+                    plan.push((i, slice_lad, scratch.len(), n));
                     scratch.extend_from_slice(&data[d_off..d_off + n]);
                 }
             }
@@ -86,11 +89,13 @@ impl Esc {
                 }
             }
         }
-        for (f, slice_lad, at, n) in &writes[..n_writes] {
-            if self.fmmu_write(f, *slice_lad, &scratch[*at..*at + *n]) {
+        for &(i, slice_lad, at, n) in &plan {
+            let f = self.fmmus[i];
+            if self.fmmu_write(&f, slice_lad, &scratch[at..at + n]) {
                 write_ok = true;
             }
         }
+        self.write_plan = plan;
         self.scratch = scratch;
         let mut wkc = 0;
         if read_ok {

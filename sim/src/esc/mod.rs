@@ -128,6 +128,8 @@ pub struct Esc {
     now_ns: u64,
     /// Reused buffer for the incoming bytes of logical writes.
     scratch: Vec<u8>,
+    /// Reused plan of a logical datagram's writes (FMMU, address, scratch range).
+    write_plan: Vec<(usize, u32, usize, usize)>,
     /// A mailbox request waiting for the firmware: (SM, due time).
     mailbox_due: Option<(usize, u64)>,
 }
@@ -166,6 +168,7 @@ impl Esc {
             now_ns: 0,
             scratch: Vec::new(),
             mailbox_due: None,
+            write_plan: Vec::new(),
             sii,
             config,
         };
