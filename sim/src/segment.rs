@@ -326,13 +326,19 @@ impl Segment {
             }
             Ok(None) => FrameOutcome::NotEtherCat,
             Ok(Some(())) => {
-                let n = self.reachable();
+                let mut n = self.reachable();
                 for i in 0..n {
                     let t_now = now_ns + self.wire.arrival_offset_ns(i);
                     let esc = &mut self.terminals[i];
                     esc.begin_frame(t_now);
                     for span in &spans {
                         process_datagram(esc, frame, *span);
+                    }
+                    if !esc.port1_forwards() {
+                        // The master closed port 1 (DL control loop setting): the frame
+                        // turns back here.
+                        n = i + 1;
+                        break;
                     }
                 }
                 if n > 0 {

@@ -329,6 +329,12 @@ impl Esc {
         self.get16(regs::STATION_ADDRESS)
     }
 
+    /// Whether a frame goes on through port 1: not when DL control (0x0101 bits 2..3)
+    /// sets port 1 to "closed" (0b11), ETG.1000.4 table 37.
+    pub fn port1_forwards(&self) -> bool {
+        (self.mem[usize::from(regs::DL_CONTROL) + 1] >> 2) & 0x03 != 0x03
+    }
+
     /// The station alias (0x0012) if DL control enables alias addressing (0x0100 bit 24).
     pub fn active_alias(&self) -> Option<u16> {
         if self.mem[usize::from(regs::DL_CONTROL) + 3] & 0x01 != 0 {

@@ -650,3 +650,18 @@ fn blank_eeprom_terminal_still_answers() {
     let r = exchange(&mut seg, &[(APRD, 0, 0x0508, vec![0; 4])], 0);
     assert_eq!(r[0].1, vec![0x01, 0, 0, 0]);
 }
+
+#[test]
+fn closing_port_1_turns_frames_back() {
+    let mut seg = bus(&["ek1100", "el2828", "el2889"]);
+    let r = exchange(&mut seg, &[(BRD, 0, 0, vec![0])], 0);
+    assert_eq!(r[0].2, 3);
+    // DL control of the EL2828: loop port 1 "closed" (0x0101 bits 2..3 = 11).
+    let r = exchange(&mut seg, &[(APWR, 0xFFFF, 0x0101, vec![0x0C])], 0);
+    assert_eq!(r[0].2, 1);
+    let r = exchange(&mut seg, &[(BRD, 0, 0, vec![0])], 0);
+    assert_eq!((r[0].0, r[0].2), (2, 2), "the EL2889 is cut off");
+    exchange(&mut seg, &[(APWR, 0xFFFF, 0x0101, vec![0x00])], 0);
+    let r = exchange(&mut seg, &[(BRD, 0, 0, vec![0])], 0);
+    assert_eq!(r[0].2, 3);
+}
