@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// The largest EEPROM image the interface writes to (128 KiB, the size of the blank
+/// image in the test data); writes beyond fail with the command error bit.
+const MAX_EEPROM_BYTES: usize = 128 * 1024;
+
 impl Esc {
     // ----- EEPROM interface ----------------------------------------------------------
 
@@ -52,6 +56,12 @@ impl Esc {
                 }
                 let v = self.get16(regs::SII_DATA);
                 let at = 2 * word_addr;
+                if at + 2 > MAX_EEPROM_BYTES {
+                    // Beyond the largest SII EEPROM (ETG.2010: 16 Mbit addressing is not
+                    // used; 128 KiB here): the command fails instead of growing memory.
+                    self.mem[hi] = status | SII_COMMAND_ERROR;
+                    return;
+                }
                 if self.eeprom.len() < at + 2 {
                     self.eeprom.resize(at + 2, 0xFF);
                 }

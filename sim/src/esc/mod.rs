@@ -494,9 +494,11 @@ impl Esc {
                     // The master gets the newest buffer the firmware completed.
                     let start = usize::from(s.cfg.start);
                     let len = usize::from(s.cfg.length);
-                    let mut data = self.mem[start..start + len].to_vec();
-                    self.app.fill_inputs(self.now_ns, n as u8, &mut data);
-                    self.mem[start..start + len].copy_from_slice(&data);
+                    // An SM configured past the end of the RAM has only its part inside.
+                    let end = (start + len).min(self.mem.len());
+                    if let Some(area) = self.mem.get_mut(start..end) {
+                        self.app.fill_inputs(self.now_ns, n as u8, area);
+                    }
                     self.sms[n].read_locked = true;
                 }
                 if last {

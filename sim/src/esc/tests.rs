@@ -538,3 +538,33 @@ fn mailbox_firmware_latency() {
     assert_eq!(e.peek(0x080D), 0x09);
     assert_eq!(seen.lock().expect("seen").mailbox.len(), 1);
 }
+
+#[test]
+fn hostile_configurations_do_not_panic() {
+    let (mut e, _) = firmware_terminal();
+    to_safe_op(&mut e);
+    // An input SM reaching past the 1 KiB of RAM (0x1000..0x1400).
+    assert!(e.write(0x0818, &sm_bytes(0x13F0, 0x100, 0x20)));
+    let mut b = [0u8; 0x20];
+    assert!(e.read(0x13F0, &mut b, ReadMode::Replace));
+    // An EEPROM write far beyond any EEPROM.
+    assert!(e.write(regs::SII_DATA, &[1, 2]));
+    sii_command(&mut e, 0x01, 0x02, 0x7FFF_FFFF);
+    assert_eq!(
+        e.peek(regs::SII_CONTROL + 1) & SII_COMMAND_ERROR,
+        SII_COMMAND_ERROR
+    );
+    assert!(e.eeprom().len() <= 128 * 1024);
+    // FMMUs with zero length, huge lengths and wrapping addresses.
+    let f = [
+        0xF0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 3, 1, 0xF0, 0xFF, 5, 3, 1, 0, 0, 0,
+    ];
+    assert!(e.write(0x0600, &f));
+    let mut d = vec![0u8; 64];
+    let _ = e.logical(LogicalCommand::ReadWrite, 0xFFFF_FFE0, &mut d);
+    let _ = e.logical(LogicalCommand::ReadWrite, 0, &mut d);
+    // Reads and writes running off the end of the address space.
+    let mut big = vec![0u8; 2048];
+    let _ = e.read(0xFC00, &mut big, ReadMode::Replace);
+    let _ = e.write(0xFC00, &big);
+}

@@ -665,3 +665,43 @@ fn closing_port_1_turns_frames_back() {
     let r = exchange(&mut seg, &[(BRD, 0, 0, vec![0])], 0);
     assert_eq!(r[0].2, 3);
 }
+
+#[test]
+fn random_valid_datagrams_never_panic() {
+    // Well-formed frames with random commands, addresses and data hit every register
+    // side effect (AL control, SII commands, SM/FMMU configuration, DC) in odd orders.
+    let mut seg = bus(&["ek1100", "el2828", "el2889", "el4104"]);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for n in 0..30_000u64 {
+        let count = 1 + (next() % 3) as usize;
+        let dgs: Vec<(u8, u16, u16, Vec<u8>)> = (0..count)
+            .map(|_| {
+                let r = next();
+                let cmd = (r % 16) as u8;
+                let adp = if r & 0x100 != 0 {
+                    (r >> 16) as u16
+                } else {
+                    0x1000 + (r >> 9) as u16 % 4
+                };
+                // Bias addresses towards the interesting registers and RAM.
+                let ado = match (r >> 32) % 4 {
+                    0 => 0x0100 + ((r >> 40) % 0x60) as u16 * 8,
+                    1 => 0x0500 + ((r >> 40) % 0x10) as u16,
+                    2 => 0x0800 + ((r >> 40) % 0x200) as u16,
+                    _ => 0x0F00 + ((r >> 40) % 0x600) as u16,
+                };
+                let len = (next() % 24) as usize;
+                let data = (0..len).map(|_| next() as u8).collect();
+                (cmd, adp, ado, data)
+            })
+            .collect();
+        let mut f = frame(&dgs);
+        let _ = seg.process(&mut f, n * 50_000);
+    }
+}
