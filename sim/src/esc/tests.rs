@@ -568,3 +568,28 @@ fn hostile_configurations_do_not_panic() {
     let _ = e.read(0xFC00, &mut big, ReadMode::Replace);
     let _ = e.write(0xFC00, &big);
 }
+
+#[test]
+fn sync0_next_pulse_follows_start_and_cycle() {
+    let s = sii("el2889");
+    let mut e = Esc::new(
+        EscConfig::for_sii(&s),
+        s,
+        Box::new(BasicApp::with_layout(vec![])),
+    );
+    e.begin_frame(10_000_000);
+    // Start at 12 ms, 1 ms cycle, SYNC0 on (cyclic unit + SYNC0: 0x03).
+    assert!(e.write(regs::DC_START_TIME, &12_000_000u64.to_le_bytes()));
+    assert!(e.write(regs::DC_SYNC0_CYCLE, &1_000_000u32.to_le_bytes()));
+    assert!(e.write(regs::DC_SYNC_ACTIVATION, &[0x03]));
+    let mut t = [0u8; 8];
+    e.read(regs::DC_START_TIME, &mut t, ReadMode::Replace);
+    assert_eq!(u64::from_le_bytes(t), 12_000_000, "first pulse still ahead");
+    e.begin_frame(14_300_000);
+    e.read(regs::DC_START_TIME, &mut t, ReadMode::Replace);
+    assert_eq!(
+        u64::from_le_bytes(t),
+        15_000_000,
+        "next pulse on the cycle grid"
+    );
+}
