@@ -8,6 +8,7 @@ use std::fmt;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::prog::BPF_XDP;
@@ -74,6 +75,9 @@ struct FakeMap {
     entries: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Shared memory of an mmapable array (values at stride `round_up(value_size, 8)`).
     memory: Option<FakeMemory>,
+    /// A ring buffer's pages: consumer page, producer page, then the data area twice
+    /// (as the kernel maps it, so records that wrap read contiguously).
+    ring: Option<FakeMemory>,
 }
 
 /// Heap memory standing in for map memory the kernel would share.
@@ -285,6 +289,7 @@ impl Kernel for FakeKernel {
             attr: a.clone(),
             entries: BTreeMap::new(),
             memory: None,
+            ring: None,
         };
         if mmapable {
             let len = (map.stride() * a.max_entries as usize).div_ceil(4096) * 4096;
@@ -294,6 +299,15 @@ impl Kernel for FakeKernel {
             let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
             let ptr = NonNull::new(ptr).ok_or_else(|| SysError::from_errno(cmd, libc::ENOMEM))?;
             map.memory = Some(FakeMemory { ptr, layout });
+        } else if a.map_type == RINGBUF {
+            let page = page_size();
+            let len = 2 * page + 2 * a.max_entries as usize;
+            let layout = std::alloc::Layout::from_size_align(len, page)
+                .map_err(|_| SysError::from_errno(cmd, libc::E2BIG))?;
+            // SAFETY: non-zero size, valid layout.
+            let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+            let ptr = NonNull::new(ptr).ok_or_else(|| SysError::from_errno(cmd, libc::ENOMEM))?;
+            map.ring = Some(FakeMemory { ptr, layout });
         } else if map.is_array() && a.map_type != PROG_ARRAY {
             let size = map.user_value_size(self.cpus);
             for i in 0..a.max_entries {
@@ -751,6 +765,18 @@ impl Kernel for FakeKernel {
         let cmd = Cmd::Mmap;
         let map = self.map(cmd, fd)?;
         let m = lock(&map);
+        if let Some(ring) = &m.ring {
+            let page = page_size();
+            let size = m.attr.max_entries as usize;
+            return match offset {
+                0 if len <= page => Ok(ring.ptr),
+                // SAFETY: `page` is inside the allocation of `2 * page + 2 * size` bytes.
+                o if o == page as i64 && len <= page + 2 * size => {
+                    Ok(unsafe { ring.ptr.add(page) })
+                }
+                _ => Err(SysError::from_errno(cmd, libc::EINVAL)),
+            };
+        }
         match &m.memory {
             Some(mem) if offset == 0 && len <= mem.layout.size() => Ok(mem.ptr),
             Some(_) => Err(SysError::from_errno(cmd, libc::EINVAL)),
@@ -802,7 +828,112 @@ impl Kernel for FakeKernel {
 /// operations; the fake answers it to a test run of a program without behaviour.
 const ENOTSUPP: i32 = 524;
 
+/// How [`FakeKernel::ringbuf_write`] leaves a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FakeRecord {
+    /// Committed (`bpf_ringbuf_submit`).
+    Committed,
+    /// Discarded (`bpf_ringbuf_discard`): consumers skip it.
+    Discarded,
+    /// Reserved and not yet committed: consumers stop before it until
+    /// [`FakeKernel::ringbuf_commit`].
+    Busy,
+}
+
+/// Record header bits and size (kernel/bpf/ringbuf.c).
+const RB_BUSY_BIT: u32 = 1 << 31;
+const RB_DISCARD_BIT: u32 = 1 << 30;
+const RB_HDR_SZ: usize = 8;
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as usize } else { 4096 }
+}
+
 impl FakeKernel {
+    fn ring(&self, map: BorrowedFd<'_>) -> Result<(NonNull<u8>, usize), SysError> {
+        let cmd = Cmd::MapUpdateElem;
+        let m = self.map(cmd, map)?;
+        let m = lock(&m);
+        match &m.ring {
+            Some(r) => Ok((r.ptr, m.attr.max_entries as usize)),
+            None => Err(SysError::from_errno(cmd, libc::EINVAL)),
+        }
+    }
+
+    /// Writes a record into a ring buffer as a program would (`bpf_ringbuf_output` or
+    /// reserve + submit/discard); returns the record's position for
+    /// [`ringbuf_commit`](Self::ringbuf_commit). `EAGAIN` if it does not fit.
+    pub fn ringbuf_write(
+        &self,
+        map: BorrowedFd<'_>,
+        data: &[u8],
+        state: FakeRecord,
+    ) -> Result<u64, SysError> {
+        let (base, size) = self.ring(map)?;
+        let page = page_size();
+        let p = base.as_ptr();
+        // SAFETY: consumer position at 0, producer position at `page`: both inside the
+        // allocation and 8-byte aligned; accessed atomically.
+        let (cons, prod) = unsafe {
+            (
+                AtomicU64::from_ptr(p.cast()).load(Ordering::Acquire),
+                AtomicU64::from_ptr(p.add(page).cast()),
+            )
+        };
+        let pos = prod.load(Ordering::Acquire);
+        let total = (data.len() + RB_HDR_SZ).div_ceil(8) * 8;
+        if pos - cons + total as u64 > size as u64 {
+            return Err(SysError::from_errno(Cmd::MapUpdateElem, libc::EAGAIN));
+        }
+        let mask = size as u64 - 1;
+        // SAFETY: the data area starts at `2 * page` and holds `2 * size` bytes.
+        let area = unsafe { p.add(2 * page) };
+        let put = |at: u64, byte: u8| {
+            let k = (at & mask) as usize;
+            // SAFETY: k < size, so k and k + size are inside the data area.
+            unsafe {
+                area.add(k).write_volatile(byte);
+                area.add(k + size).write_volatile(byte);
+            }
+        };
+        for (j, b) in data.iter().enumerate() {
+            put(pos + (RB_HDR_SZ + j) as u64, *b);
+        }
+        let flags = match state {
+            FakeRecord::Committed => 0,
+            FakeRecord::Discarded => RB_DISCARD_BIT,
+            FakeRecord::Busy => RB_BUSY_BIT,
+        };
+        let hdr = data.len() as u32 | flags;
+        for (j, b) in [0u8; 4].iter().enumerate() {
+            put(pos + 4 + j as u64, *b);
+        }
+        let k = (pos & mask) as usize;
+        // SAFETY: headers are 8-byte aligned and inside both copies of the data area.
+        unsafe {
+            AtomicU32::from_ptr(area.add(k + size).cast()).store(hdr, Ordering::Release);
+            AtomicU32::from_ptr(area.add(k).cast()).store(hdr, Ordering::Release);
+        }
+        prod.store(pos + total as u64, Ordering::Release);
+        Ok(pos)
+    }
+
+    /// Commits the busy record written at `pos`.
+    pub fn ringbuf_commit(&self, map: BorrowedFd<'_>, pos: u64) -> Result<(), SysError> {
+        let (base, size) = self.ring(map)?;
+        let k = (pos & (size as u64 - 1)) as usize;
+        // SAFETY: as in `ringbuf_write`.
+        unsafe {
+            let area = base.as_ptr().add(2 * page_size());
+            for at in [k, k + size] {
+                AtomicU32::from_ptr(area.add(at).cast()).fetch_and(!RB_BUSY_BIT, Ordering::Release);
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets the pin at `path`; returns whether there was one.
     pub fn unpin(&self, path: &Path) -> bool {
         self.state().pins.remove(path).is_some()

@@ -1110,7 +1110,8 @@ impl RingBufReader {
     }
 
     /// Waits until the kernel signals data (or `timeout` passes); returns whether data
-    /// is ready. Programs that commit with `BPF_RB_NO_WAKEUP` signal nothing: poll
+    /// is ready. A record still being written counts as data: [`next`](Self::next) may
+    /// then return `None` for a moment. Programs that commit with `BPF_RB_NO_WAKEUP` signal nothing: poll
     /// [`next`](Self::next) for those.
     pub fn wait(&self, timeout: std::time::Duration) -> Result<bool, SysError> {
         use std::os::fd::AsRawFd;
@@ -1265,6 +1266,67 @@ mod tests {
         let mut b = [0u8; 3];
         mem.read_bytes(17, &mut b).expect("bytes");
         assert_eq!(b, [1, 2, 3]);
+    }
+
+    #[test]
+    fn ring_buffer_reader_wraps_skips_discarded_and_stops_at_busy() {
+        use crate::bpf::sys::FakeRecord;
+        let k = fake();
+        let rb = Map::create_with(k.clone(), &MapSpec::ring_buf("rb", 4096)).expect("create");
+        let mut reader = RingBufReader::new(&rb).expect("reader");
+        assert_eq!(reader.next(), None);
+        // 20-byte records take 32 bytes: 128 fill the buffer; 1000 wrap it many times.
+        let mut got = Vec::new();
+        for i in 0u32..1000 {
+            let mut rec = vec![0u8; 20];
+            rec[..4].copy_from_slice(&i.to_le_bytes());
+            rec[19] = 0x5a;
+            let state = if i % 7 == 3 {
+                FakeRecord::Discarded
+            } else {
+                FakeRecord::Committed
+            };
+            k.ringbuf_write(rb.as_fd(), &rec, state).expect("write");
+            if i % 50 == 49 {
+                got.extend(reader.drain());
+            }
+        }
+        got.extend(reader.drain());
+        let expected: Vec<Vec<u8>> = (0u32..1000)
+            .filter(|i| i % 7 != 3)
+            .map(|i| {
+                let mut rec = vec![0u8; 20];
+                rec[..4].copy_from_slice(&i.to_le_bytes());
+                rec[19] = 0x5a;
+                rec
+            })
+            .collect();
+        assert_eq!(got, expected);
+
+        // A full buffer refuses records until the reader consumes.
+        for _ in 0..128 {
+            k.ringbuf_write(rb.as_fd(), &[1; 20], FakeRecord::Committed)
+                .expect("fits");
+        }
+        assert!(
+            k.ringbuf_write(rb.as_fd(), &[1; 20], FakeRecord::Committed)
+                .is_err()
+        );
+        assert_eq!(reader.drain().len(), 128);
+
+        // A busy record holds back itself and everything after it.
+        let busy = k
+            .ringbuf_write(rb.as_fd(), b"first", FakeRecord::Busy)
+            .expect("write");
+        k.ringbuf_write(rb.as_fd(), b"second", FakeRecord::Committed)
+            .expect("write");
+        assert_eq!(reader.next(), None);
+        assert!(reader.wait(std::time::Duration::ZERO).expect("wait"));
+        assert_eq!(reader.next(), None);
+        k.ringbuf_commit(rb.as_fd(), busy).expect("commit");
+        assert_eq!(reader.next(), Some(b"first".to_vec()));
+        assert_eq!(reader.next(), Some(b"second".to_vec()));
+        assert_eq!(reader.next(), None);
     }
 
     #[test]

@@ -980,7 +980,7 @@ fn fdinfo_kind(text: &str) -> ObjKind {
     }
 }
 
-pub use super::fake::{FakeKernel, FakeRun, RecordedLoad, ScriptedLoad};
+pub use super::fake::{FakeKernel, FakeRecord, FakeRun, RecordedLoad, ScriptedLoad};
 
 #[cfg(test)]
 mod tests {
