@@ -190,8 +190,9 @@ impl Esc {
         self.put16(regs::STATION_ALIAS, self.eeprom_word(4));
         self.put16(regs::PDI_CONTROL, self.eeprom_word(0));
         self.put16(regs::PDI_CONFIG, self.eeprom_word(1));
-        // DL control reset value 0x00C0_0001 (forwarding rule, temporary loop settings).
-        self.put32(regs::DL_CONTROL, 0x0000_0001);
+        // DL control reset value: forwarding rule (bit 0), loops auto, RX FIFO size 7 and
+        // byte 2 = 0xC7 as twincat-scan-boxes.pcapng frames 536/545 read it.
+        self.put32(regs::DL_CONTROL, 0x00C7_0001);
         self.put16(regs::WD_DIVIDER, WD_DIVIDER_DEFAULT);
         self.put16(regs::WD_PDI, WD_TIME_DEFAULT);
         self.put16(regs::WD_PROCESS_DATA, WD_TIME_DEFAULT);

@@ -359,7 +359,7 @@ fn data_may_differ(cmd: u8, ado: u16, len: usize) -> bool {
 /// Replays every request frame of `capture` through `seg` and compares each datagram of
 /// the simulated reply with the real one.
 fn replay(seg: &mut Segment, capture: &str, from_frame: usize) -> ReplayReport {
-    replay_with(seg, capture, from_frame, &|_, _, _| false)
+    replay_with(seg, capture, from_frame, &|_, _, _| false, false)
 }
 
 /// [`replay`], not comparing the data of datagrams for which `skip(cmd, adp, ado)` holds
@@ -369,6 +369,7 @@ fn replay_with(
     capture: &str,
     from_frame: usize,
     skip: &dyn Fn(u8, u16, u16) -> bool,
+    ignore_irq: bool,
 ) -> ReplayReport {
     let frames = read_pcapng(&testdata(&format!("captures/{capture}")));
     let t0 = frames.first().map(|f| f.ts_ns).unwrap_or(0);
@@ -425,10 +426,17 @@ fn replay_with(
                 "frame {} datagram {j} cmd {cmd} adp {adp:#06x} ado {ado:#06x} len {}",
                 reply.number, s.len
             );
-            if sim[h..d] != reply.data[h..d] {
-                report
-                    .wkc_mismatches
-                    .push(format!("{what}: header differs"));
+            let header_differs = if ignore_irq {
+                sim[h..h + 8] != reply.data[h..h + 8]
+            } else {
+                sim[h..d] != reply.data[h..d]
+            };
+            if header_differs {
+                report.wkc_mismatches.push(format!(
+                    "{what}: header sim {} real {}",
+                    hex(&sim[h..d]),
+                    hex(&reply.data[h..d])
+                ));
             }
             if sim[w..w + 2] != reply.data[w..w + 2] {
                 report.wkc_mismatches.push(format!(
@@ -546,7 +554,13 @@ fn replay_soem_ek1100_el1004() {
     seg.push(el1004_standin());
     // SII data of the EL1004 (station 0x1002, or position 1 = 0xFFFF before addresses).
     let skip = |_cmd: u8, adp: u16, ado: u16| (0x0508..0x0510).contains(&ado) && adp == 0x1002;
-    let report = replay_with(&mut seg, "soem-sdinfo-ek1100-el1004.pcapng", 0, &skip);
+    let report = replay_with(
+        &mut seg,
+        "soem-sdinfo-ek1100-el1004.pcapng",
+        0,
+        &skip,
+        false,
+    );
     assert_faithful(&report);
 }
 
@@ -704,4 +718,24 @@ fn random_valid_datagrams_never_panic() {
         let mut f = frame(&dgs);
         let _ = seg.process(&mut f, n * 50_000);
     }
+}
+
+#[test]
+fn replay_twincat_scan_ek1100_el1004() {
+    let mut seg = Segment::new();
+    seg.push(basic_terminal(
+        crate::sii::Sii::load(std::path::Path::new(&testdata("eeprom/ek1100.bin")))
+            .expect("ek1100"),
+    ));
+    seg.push(el1004_standin());
+    // EEPROM contents of the stand-in (reads of 0x0502..0x050F of position 1 / 0x03EA).
+    let skip = |_cmd: u8, adp: u16, ado: u16| {
+        (0x0502..0x0510).contains(&ado) && (adp == 0x03EA || adp == 0xFFFF)
+    };
+    // TwinCAT re-initialises its network adapter between scans (gaps of up to a second
+    // in the capture): the EK1100's port 0 link drops and the DL status event shows up
+    // in the IRQ field of the next frames. Link events of the master's adapter are not
+    // in the capture, so the IRQ field is not compared here.
+    let report = replay_with(&mut seg, "twincat-scan-boxes.pcapng", 0, &skip, true);
+    assert_faithful(&report);
 }
