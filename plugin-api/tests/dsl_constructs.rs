@@ -346,3 +346,27 @@ fn cycle_time_marks_the_fragment() {
     });
     assert!(f.uses_cycle_time);
 }
+
+#[test]
+fn build_errors_point_at_the_dsl_statement() {
+    let b = Builder::new("t");
+    let (_, y, _, _) = vars(&b);
+    let t = b.local_named("t", I64);
+    let line = line!() + 3;
+    ebpf! { &b =>
+        if y > 0 { t = 1; }
+        y = t;
+    }
+    match b.finish() {
+        Err(ferrocat_plugin_api::ebpf::builder::BuildError::MaybeUninitialised {
+            local,
+            at,
+            ..
+        }) => {
+            assert_eq!(local, "t");
+            assert_eq!(at.file(), file!());
+            assert_eq!(at.line(), line, "the error names the line of `y = t;`");
+        }
+        other => panic!("expected MaybeUninitialised, got {other:?}"),
+    }
+}
