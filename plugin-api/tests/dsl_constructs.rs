@@ -61,12 +61,11 @@ fn if_else_if_else() {
 0: (79) r0 = *(u64 *)(r8 +0)
 1: (d5) if r0 s<= 0xa goto pc+2
 2: (7a) *(u64 *)(r8 +0) = 1
-3: (05) goto pc+5
-4: (79) r0 = *(u64 *)(r8 +0)
-5: (75) if r0 s>= 0xfffffff6 goto pc+2
-6: (7a) *(u64 *)(r8 +0) = -1
-7: (05) goto pc+1
-8: (7a) *(u64 *)(r8 +0) = 0
+3: (05) goto pc+4
+4: (75) if r0 s>= 0xfffffff6 goto pc+2
+5: (7a) *(u64 *)(r8 +0) = -1
+6: (05) goto pc+1
+7: (7a) *(u64 *)(r8 +0) = 0
 "
     );
 }
