@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use crate::app::BasicApp;
-use crate::esc::{Esc, EscConfig, LogicalCommand, ReadMode};
+use crate::esc::{Esc, EscConfig, LogicalCommand, PortRoute, ReadMode};
 use crate::fault::{Faults, TerminalFault};
 use crate::sii::{Sii, SiiError};
 use crate::wiretime::WireTime;
@@ -327,19 +327,34 @@ impl Segment {
             Ok(None) => FrameOutcome::NotEtherCat,
             Ok(Some(())) => {
                 let mut n = self.reachable();
+                let mut lost = false;
                 for i in 0..n {
                     let t_now = now_ns + self.wire.arrival_offset_ns(i);
                     let esc = &mut self.terminals[i];
                     esc.begin_frame(t_now);
+                    // The port decides when the frame's start passes, before this
+                    // frame's own writes to DL control take effect.
+                    let route = esc.port1_route();
                     for span in &spans {
                         process_datagram(esc, frame, *span);
                     }
-                    if !esc.port1_forwards() {
-                        // The master closed port 1 (DL control loop setting): the frame
-                        // turns back here.
-                        n = i + 1;
-                        break;
+                    match route {
+                        PortRoute::Forward => {}
+                        // The last terminal, or the master closed port 1 (DL control
+                        // loop setting): the frame turns back here.
+                        PortRoute::TurnBack => {
+                            n = i + 1;
+                            break;
+                        }
+                        PortRoute::Lost => {
+                            lost = true;
+                            break;
+                        }
                     }
+                }
+                if lost {
+                    self.spans = spans;
+                    return FrameOutcome::Lost;
                 }
                 if n > 0 {
                     frame[6] |= SOURCE_MAC_PROCESSED_BIT;

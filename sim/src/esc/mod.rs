@@ -73,6 +73,17 @@ pub enum LogicalCommand {
     ReadWrite,
 }
 
+/// Where a frame goes after a terminal's port 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortRoute {
+    /// On to the next terminal.
+    Forward,
+    /// Back towards the master (loop closed).
+    TurnBack,
+    /// Out of an open port without a link: the frame is lost.
+    Lost,
+}
+
 /// How a read combines with the data already in the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadMode {
@@ -330,10 +341,17 @@ impl Esc {
         self.get16(regs::STATION_ADDRESS)
     }
 
-    /// Whether a frame goes on through port 1: not when DL control (0x0101 bits 2..3)
-    /// sets port 1 to "closed" (0b11), ETG.1000.4 table 37.
-    pub fn port1_forwards(&self) -> bool {
-        (self.mem[usize::from(regs::DL_CONTROL) + 1] >> 2) & 0x03 != 0x03
+    /// Where a frame goes after this terminal: on through port 1, back (port 1 closed,
+    /// by DL control or for want of a link), or nowhere (port 1 forced open without a
+    /// link: the frame leaves into an unconnected port and is lost).
+    pub fn port1_route(&self) -> PortRoute {
+        let setting = (self.mem[usize::from(regs::DL_CONTROL) + 1] >> 2) & 0x03;
+        match (setting, self.links[1]) {
+            (3, _) => PortRoute::TurnBack,
+            (2, false) => PortRoute::Lost,
+            (_, true) => PortRoute::Forward,
+            (_, false) => PortRoute::TurnBack,
+        }
     }
 
     /// The station alias (0x0012) if DL control enables alias addressing (0x0100 bit 24).
@@ -382,7 +400,6 @@ impl Esc {
         if links != self.links {
             self.links = links;
             self.update_dl_status();
-            self.raise_event(EVENT_DL_STATUS);
         }
     }
 
@@ -623,6 +640,9 @@ impl Esc {
 
     fn registers_written(&mut self, from: u32, to: u32) {
         let hit = |a: u16, len: u32| from < u32::from(a) + len && u32::from(a) < to;
+        if hit(regs::DL_CONTROL + 1, 1) {
+            self.update_dl_status();
+        }
         if hit(regs::AL_CONTROL, 1) {
             self.al_control_written();
         }
@@ -659,6 +679,17 @@ impl Esc {
 
     // ----- DL status -------------------------------------------------------------------
 
+    /// Whether port `p`'s loop is open: DL control 0x0101 bits 2p..2p+1 (00 auto and 01
+    /// auto-close: open with a link; 10 always open; 11 always closed), ETG.1000.4 table 37.
+    fn port_open(&self, p: usize) -> bool {
+        let setting = (self.mem[usize::from(regs::DL_CONTROL) + 1] >> (2 * p)) & 0x03;
+        match setting {
+            0 | 1 => self.links[p],
+            2 => true,
+            _ => false,
+        }
+    }
+
     fn update_dl_status(&mut self) {
         // ETG.1000.4 table 39. Bit 0: PDI operational (EEPROM loaded); bit 1: PDI watchdog
         // not expired, 0 without a PDI (EK1100 reads 0x5A31, EL2828 0x5A33, EL2889 0x5613
@@ -667,15 +698,23 @@ impl Esc {
         if self.eeprom_word(0) & 0x00FF != 0 {
             v |= 0x0002;
         }
-        for (p, &link) in self.links.iter().enumerate() {
+        for p in 0..4 {
+            let link = self.links[p];
+            let open = self.port_open(p);
             if link {
                 v |= 1 << (4 + p);
-                v |= 1 << (9 + 2 * p); // communication established
-            } else {
+            }
+            if !open {
                 v |= 1 << (8 + 2 * p); // loop closed
             }
+            if link && open {
+                v |= 1 << (9 + 2 * p); // communication established
+            }
         }
-        self.put16(regs::DL_STATUS, v);
+        if self.get16(regs::DL_STATUS) != v {
+            self.put16(regs::DL_STATUS, v);
+            self.raise_event(EVENT_DL_STATUS);
+        }
     }
 }
 

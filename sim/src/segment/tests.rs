@@ -675,9 +675,16 @@ fn closing_port_1_turns_frames_back() {
     assert_eq!(r[0].2, 1);
     let r = exchange(&mut seg, &[(BRD, 0, 0, vec![0])], 0);
     assert_eq!((r[0].0, r[0].2), (2, 2), "the EL2889 is cut off");
+    // DL status of the EL2828 shows port 1's loop closed, without communication.
+    let r = exchange(&mut seg, &[(APRD, 0xFFFF, 0x0111, vec![0])], 0);
+    assert_eq!(r[0].1[0] & 0x0C, 0x04);
     exchange(&mut seg, &[(APWR, 0xFFFF, 0x0101, vec![0x00])], 0);
     let r = exchange(&mut seg, &[(BRD, 0, 0, vec![0])], 0);
     assert_eq!(r[0].2, 3);
+    // The last terminal's port 1 forced open (0b10) without a link: frames are lost.
+    exchange(&mut seg, &[(APWR, 0xFFFE, 0x0101, vec![0x08])], 0);
+    let mut f = frame(&[(BRD, 0, 0, vec![0])]);
+    assert_eq!(seg.process(&mut f, 0), FrameOutcome::Lost);
 }
 
 #[test]
