@@ -9,7 +9,7 @@ use ferrocat::ethercat::master::{Master, ScanOptions};
 use ferrocat::ethercat::pdo::{LayoutSource, read_layout};
 use ferrocat::ethercat::sii::PdoDirection;
 use ferrocat::ethercat::transport::{ChannelLink, Transport, TransportConfig, identity_for_pid};
-use ferrocat_sim::fault::Faults;
+use ferrocat_sim::fault::{Faults, TerminalFault};
 use ferrocat_sim::inproc::{Bus, SimClock};
 use ferrocat_sim::topology::Topology;
 use std::path::{Path, PathBuf};
@@ -266,5 +266,48 @@ async fn terminal_gone_gives_an_error_without_hanging() {
     assert!(
         err.to_string().contains(&format!("{:#06x}", rig.station)),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn emergency_of_a_fallback_from_op_is_surfaced() {
+    let mut rig = rig().await;
+    // Bring-up configures the process data and writes safe outputs before OP.
+    rig.master
+        .request_state(AlState::Op, None)
+        .await
+        .expect("OP");
+    let coe = rig.coe(MailboxOptions::default());
+    assert!(coe.take_emergencies().is_empty());
+    // The EL7041 (position 1) leaves OP on its own, with an error: its firmware
+    // sends an emergency (0xA000, the AL status code in the manufacturer data).
+    rig.faults.inject(
+        1,
+        TerminalFault::FallBack {
+            state: ferrocat_sim::app::AlState::SafeOp,
+            code: 0x001B,
+        },
+    );
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        seen.extend(
+            coe.poll_emergencies(Duration::from_millis(50))
+                .await
+                .expect("mailbox readable in SAFE-OP"),
+        );
+        if !seen.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let e = seen[0];
+    assert_eq!(e.station, rig.station);
+    assert_eq!(e.error_code, 0xA000);
+    assert_eq!(&e.data[..2], &[0x1B, 0x00]);
+    assert!(e.to_string().contains("EtherCAT state machine"), "{e}");
+    // An SDO transfer still works after the emergency was taken out of the mailbox.
+    assert_eq!(
+        coe.upload_u32(0x1018, 2).await.expect("product"),
+        EL7041_PRODUCT
     );
 }
