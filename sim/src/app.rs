@@ -13,7 +13,7 @@
 //! | the AL state changed                                     | [`TerminalApp::state_changed`] |
 //! | the master completed a write to the receive mailbox (SM0)  | [`TerminalApp::mailbox_received`] |
 //! | once per frame a terminal sees (advance models, emergencies) | [`TerminalApp::poll`] |
-//! | a three-buffer output SM received a complete buffer      | [`TerminalApp::outputs_written`] |
+//! | a three-buffer output SM received a complete buffer in OP (or OP entered) | [`TerminalApp::outputs_written`] |
 //! | the master is about to read a three-buffer input SM      | [`TerminalApp::fill_inputs`] |
 //! | SM watchdog expired or the state left OP                 | [`TerminalApp::outputs_safe`] |
 //!
@@ -478,12 +478,15 @@ pub trait TerminalApp: Send + fmt::Debug {
         let _ = (now_ns, outbox);
     }
 
-    /// A three-buffer output SyncManager `sm` received a complete buffer (its last byte
-    /// was written) while the terminal is in OP, or SAFE-OP→OP checks need it.
+    /// Apply these outputs: a three-buffer output SyncManager `sm` received a complete
+    /// buffer (its last byte was written) while the terminal is in OP, or the terminal
+    /// just entered OP and this is the latest buffer received before. Outputs are never
+    /// applied below OP (ETG.1000.6: outputs stay in their safe state in SAFE-OP).
     fn outputs_written(&mut self, now_ns: u64, sm: u8, data: &[u8]);
 
-    /// The master is about to read the three-buffer input SyncManager `sm`: write the
-    /// current input values into `data` (it holds the previous values).
+    /// The master is about to read the three-buffer input SyncManager `sm` and no buffer
+    /// is locked for it: write the current input values into `data` (it holds the
+    /// previous values). Called in every state in which the SM can be read.
     fn fill_inputs(&mut self, now_ns: u64, sm: u8, data: &mut [u8]);
 
     /// Outputs must go to their safe state: the SM watchdog expired, or the state left OP.
