@@ -206,3 +206,55 @@ fn unpinned_link_detaches_on_drop_pinned_link_stays_until_detached() {
     assert!(fs.unpin("link").expect("unpin"));
     assert!(!path.exists());
 }
+
+/// Marks EtherCAT frames (byte 14 := 0x42) and bounces them with XDP_TX.
+fn bouncer() -> Program {
+    let mut insns = vec![mov_reg(Reg::R6, Reg::R1)];
+    insns.extend(packet_check(Reg::R6, 15, 5));
+    insns.extend([
+        ldx(Size::H, Reg::R5, Reg::R2, 12),
+        jmp_imm(
+            JmpCond::Ne,
+            Reg::R5,
+            i32::from(ETHERTYPE_ETHERCAT.swap_bytes()),
+            3,
+        ),
+        st(Size::B, Reg::R2, 14, 0x42),
+        mov(Reg::R0, xdp_action::TX as i32),
+        Insn::Exit,
+    ]);
+    insns.extend(ret(xdp_action::PASS));
+    Program::load_xdp("bounce", &encode(&insns)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn xdp_tx_bounces_frames_back_to_a_peer_running_xdp() {
+    let pair = VethPair::new("xdp-tx");
+    let bounce = bouncer();
+    let _link = XdpLink::attach(&bounce, pair.host(), XdpMode::Native).expect("attach");
+    let pass = Program::load_xdp("pass", &encode(&ret(xdp_action::PASS))).expect("load");
+    let frames = ethercat_frames(5);
+    let received = pair.in_netns(|| {
+        // XDP_TX on a veth delivers only if the receiving end runs XDP too.
+        let _peer_link = XdpLink::attach(&pass, pair.peer(), XdpMode::Native).expect("attach");
+        let sock = e2e::PacketSocket::bind(pair.peer()).expect("socket");
+        let mut got = Vec::new();
+        for f in &frames {
+            sock.send(f).expect("send");
+            match sock.recv_incoming(Duration::from_secs(5)).expect("recv") {
+                Some(frame) => got.push(frame),
+                None => break,
+            }
+        }
+        got
+    });
+    let expected: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            f[14] = 0x42;
+            f
+        })
+        .collect();
+    assert_eq!(received, expected);
+}
