@@ -5,8 +5,10 @@
 //! - [`bpf`]: every `bpf(2)` call ferrocat makes: programs, maps, XDP links, bpffs.
 //! - [`ethercat`]: the EtherCAT master: wire format, transport, SII, mailbox/CoE, bring-up.
 //! - [`link`]: the linker that joins plugin fragments into one verified program.
+//! - [`xdp`]: generic XDP programs in Rust (counters, packet filters) with typed maps.
 
 pub mod bpf;
 pub mod cli;
 pub mod ethercat;
 pub mod link;
+pub mod xdp;

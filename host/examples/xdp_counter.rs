@@ -1,0 +1,55 @@
+//! The seed's first XDP example: count every packet arriving on an interface. The
+//! counter is one variable, incremented by the eBPF program and read by this process
+//! while the program runs.
+//!
+//! Usage: `xdp_counter IFACE [--generic]` (needs root: CAP_BPF and CAP_NET_ADMIN).
+
+use ferrocat::xdp::{Builder, Declare, Global, XDP_PASS, Xdp, XdpMode, XdpProgram};
+use ferrocat_plugin_api::ebpf;
+use std::time::Duration;
+
+/// Counts packets.
+#[derive(Debug)]
+pub struct Counter {
+    /// Packets seen.
+    pub count: Global<u64>,
+}
+
+impl XdpProgram for Counter {
+    const NAME: &'static str = "counter";
+
+    fn declare(d: &mut Declare) -> Self {
+        Counter {
+            count: d.global("count"),
+        }
+    }
+
+    fn program(&self, b: &Builder) {
+        let count = self.count.var(b);
+        ebpf! { b =>
+            count += 1;
+            b.exit(XDP_PASS);
+        }
+    }
+}
+
+/// `--generic` selects generic XDP (works on every interface).
+#[allow(dead_code)]
+fn mode() -> XdpMode {
+    match std::env::args().any(|a| a == "--generic") {
+        true => XdpMode::Generic,
+        false => XdpMode::Native,
+    }
+}
+
+#[allow(dead_code)]
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let iface = std::env::args().nth(1).unwrap_or_else(|| "eth0".into());
+    let c = Xdp::<Counter>::new()?.with_mode(mode());
+    let _running = c.run(&iface)?;
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(100));
+        println!("number of packets: {}", c.count.get()?);
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! A hash map (the seed's dictionaries): count packets per ether type. The program adds
+//! atomically under the packet's ether type, inserting the key on first sight; the host
+//! iterates the entries.
+//!
+//! Usage: `xdp_hash IFACE [--generic]`.
+
+use ferrocat::xdp::{Builder, Declare, HashMap, XDP_PASS, Xdp, XdpMode, XdpProgram};
+use ferrocat_plugin_api::fragment::{ScalarType, VarType};
+use std::time::Duration;
+
+/// Counts packets per ether type.
+#[derive(Debug)]
+pub struct PerEtherType {
+    /// Ether type → packets seen.
+    pub counts: HashMap<u16, u64>,
+}
+
+impl XdpProgram for PerEtherType {
+    const NAME: &'static str = "per_type";
+
+    fn declare(d: &mut Declare) -> Self {
+        PerEtherType {
+            counts: d.hash_map("counts", 1024),
+        }
+    }
+
+    fn program(&self, b: &Builder) {
+        let ether_type = b.packet(12, VarType::be(ScalarType::U16));
+        self.counts.add(b, ether_type, 1u32);
+        b.exit(XDP_PASS);
+    }
+}
+
+#[allow(dead_code)]
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let iface = std::env::args().nth(1).unwrap_or_else(|| "eth0".into());
+    let mode = match std::env::args().any(|a| a == "--generic") {
+        true => XdpMode::Generic,
+        false => XdpMode::Native,
+    };
+    let c = Xdp::<PerEtherType>::new()?.with_mode(mode);
+    let _running = c.run(&iface)?;
+    std::thread::sleep(Duration::from_secs(1));
+    for (ether_type, n) in c.counts.entries()? {
+        println!("{ether_type:#06x}: {n}");
+    }
+    Ok(())
+}

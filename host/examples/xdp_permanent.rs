@@ -1,0 +1,70 @@
+//! The permanent form: one process attaches a packet counter, pins its maps (and the
+//! link) under bpffs and exits, the program keeps running; later another process opens
+//! the pinned maps, reads the counter, detaches the program and removes the pins.
+//!
+//! Usage:
+//! - `xdp_permanent attach IFACE DIR [--generic]`: attach, pin under DIR (a new
+//!   directory on a bpffs, e.g. `/sys/fs/bpf/my_maps`), exit.
+//! - `xdp_permanent read DIR`: print `count N`.
+//! - `xdp_permanent detach IFACE DIR`: print `count N`, detach, unpin.
+
+use ferrocat::xdp::{Builder, Declare, Global, XDP_PASS, Xdp, XdpMode, XdpProgram};
+use ferrocat_plugin_api::ebpf;
+
+/// Counts packets.
+#[derive(Debug)]
+pub struct Permanent {
+    /// Packets seen.
+    pub count: Global<u64>,
+}
+
+impl XdpProgram for Permanent {
+    const NAME: &'static str = "permanent";
+
+    fn declare(d: &mut Declare) -> Self {
+        Permanent {
+            count: d.global("count"),
+        }
+    }
+
+    fn program(&self, b: &Builder) {
+        let count = self.count.var(b);
+        ebpf! { b =>
+            count += 1;
+            b.exit(XDP_PASS);
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| -> Result<&str, Box<dyn std::error::Error>> {
+        args.get(i).map(String::as_str).ok_or_else(|| {
+            "usage: xdp_permanent attach IFACE DIR | read DIR | detach IFACE DIR".into()
+        })
+    };
+    match arg(0)? {
+        "attach" => {
+            let mode = match args.iter().any(|a| a == "--generic") {
+                true => XdpMode::Generic,
+                false => XdpMode::Native,
+            };
+            let program = Xdp::<Permanent>::new()?.with_mode(mode);
+            program.attach(arg(1)?)?;
+            let dir = program.pin_maps(arg(2)?)?;
+            println!("attached to {}, maps pinned in {}", arg(1)?, dir.display());
+        }
+        "read" => {
+            let program = Xdp::<Permanent>::load_maps(arg(1)?)?;
+            println!("count {}", program.count.get()?);
+        }
+        "detach" => {
+            let program = Xdp::<Permanent>::load_maps(arg(2)?)?;
+            println!("count {}", program.count.get()?);
+            program.detach(arg(1)?)?;
+            program.unpin_maps()?;
+        }
+        other => return Err(format!("unknown command {other:?}").into()),
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! Errors of generic XDP programs, each saying what went wrong and what to do.
+
+use std::path::PathBuf;
+
+use ferrocat_plugin_api::ebpf::builder::BuildError;
+
+use crate::bpf::bpffs::BpffsError;
+use crate::bpf::map::{MapError, MemoryError};
+use crate::bpf::prog::LoadError;
+use crate::bpf::xdp::XdpError;
+use crate::link::LinkErrors;
+
+/// Why a generic XDP program could not be built, loaded, run, pinned or read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The program's `program` method generated code the builder refused.
+    #[error("building XDP program `{program}`: {source}")]
+    Build {
+        /// The program.
+        program: String,
+        /// The builder's error (it names the statement).
+        source: BuildError,
+    },
+    /// The generated code could not be linked.
+    #[error("linking XDP program `{program}`: {source}")]
+    Link {
+        /// The program.
+        program: String,
+        /// Every problem found.
+        source: LinkErrors,
+    },
+    /// The kernel refused the program: for a verifier rejection the message holds the
+    /// verifier's complaint, the disassembly around the failing instruction and the log.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A map could not be created or used.
+    #[error("map `{map}`: {source}")]
+    Map {
+        /// The map's name in the program.
+        map: String,
+        /// The error (creating needs CAP_BPF or CAP_SYS_ADMIN).
+        source: MapError,
+    },
+    /// The host could not access a variable in mapped memory.
+    #[error("variable `{var}`: {source}")]
+    Memory {
+        /// The variable.
+        var: String,
+        /// The error.
+        source: MemoryError,
+    },
+    /// Attaching or detaching failed (missing interface, permission, busy interface).
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    /// Pinning or opening pins failed (bpffs not mounted, path exists, wrong map type).
+    #[error(transparent)]
+    Bpffs(#[from] BpffsError),
+    /// A pinned map does not have the layout this program declares.
+    #[error(
+        "{}: pinned map `{map}` has {what}; it was pinned by another program (or another \
+         version of it): unpin it or choose another directory",
+        path.display()
+    )]
+    PinnedLayout {
+        /// The pin.
+        path: PathBuf,
+        /// The map.
+        map: String,
+        /// What differs.
+        what: String,
+    },
+    /// A host access to a map the program has not got yet (not loaded).
+    #[error("map `{map}` is not loaded; create the program first")]
+    NotLoaded {
+        /// The map.
+        map: String,
+    },
+    /// The variable is not part of the program's globals.
+    #[error("`{var}` is not a global of this program")]
+    UnknownGlobal {
+        /// The variable.
+        var: String,
+    },
+    /// The program is not attached where a detach was asked.
+    #[error("program `{program}` is not attached to {iface}")]
+    NotAttached {
+        /// The program.
+        program: String,
+        /// The interface.
+        iface: String,
+    },
+}

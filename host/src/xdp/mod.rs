@@ -1,0 +1,561 @@
+//! Generic XDP programs written in Rust: the seed's "EBPFCat can be used as a speed boost
+//! for normal Rust programs", for any packet processing, not only EtherCAT.
+//!
+//! A program is a Rust type implementing [`XdpProgram`]: [`declare`](XdpProgram::declare)
+//! creates its variables and maps (typed handles, see [`Global`], [`PerCpuArray`],
+//! [`HashMap`]), and [`program`](XdpProgram::program) generates its eBPF with the builder
+//! or the `ebpf!` DSL. [`Xdp`] creates the maps, generates and links the code (as a
+//! standalone program, `ferrocat::link::link_standalone`) and loads it; the same handles
+//! then read and write the values from Rust, no unsafe code needed:
+//!
+//! ```no_run
+//! use ferrocat::xdp::{Builder, Declare, Global, XDP_PASS, Xdp, XdpProgram};
+//! use ferrocat_plugin_api::ebpf;
+//!
+//! struct Counter {
+//!     count: Global<u64>,
+//! }
+//!
+//! impl XdpProgram for Counter {
+//!     const NAME: &'static str = "counter";
+//!     fn declare(d: &mut Declare) -> Self {
+//!         Counter { count: d.global("count") }
+//!     }
+//!     fn program(&self, b: &Builder) {
+//!         let count = self.count.var(b);
+//!         ebpf! { b => count += 1; b.exit(XDP_PASS); }
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), ferrocat::xdp::Error> {
+//! let c = Xdp::<Counter>::new()?;
+//! let _running = c.run("eth0")?; // detached when dropped
+//! println!("number of packets: {}", c.count.get()?);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Running: [`Xdp::run`] attaches for a scope (detached on drop, also on error or panic);
+//! [`Xdp::attach`] + [`Xdp::pin_maps`] leave the program running after the process
+//! exits, and [`Xdp::load_maps`] + [`Xdp::detach`] pick it up later in another process
+//! (or `ferrocat xdp detach IFACE`).
+//!
+//! Map access in the program (`PerCpuArray::at`, `HashMap::entry`/`add`) loads the map by
+//! descriptor (`BPF_PSEUDO_MAP_FD`), which the linker does not accept in fragments; this
+//! module hands the linker those two-slot loads as plain 64-bit constants and restores
+//! them in the linked program (see [`link_program`]).
+
+mod error;
+mod vars;
+
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub use ferrocat_plugin_api::ebpf::builder::{Builder, MapRef, Var};
+
+pub use error::Error;
+pub use vars::{Global, HashMap, PerCpuArray, Value};
+use vars::{Globals, MapSlot};
+
+use crate::bpf::bpffs::{self, Bpffs, DEFAULT_BPFFS};
+use crate::bpf::map::{BPF_F_NO_PREALLOC, Map, MapSpec, MapType};
+use crate::bpf::prog::{LoadOptions, Program};
+use crate::bpf::xdp::{self as kxdp, XdpLink};
+use crate::link::{LinkedProgram, StandaloneLink, VariableBlock, link_standalone};
+use ferrocat_plugin_api::fragment::Fragment;
+
+pub use crate::bpf::xdp::XdpMode;
+pub use crate::link::{XDP_DROP, XDP_PASS, XDP_TX};
+
+/// `XDP_ABORTED` (`enum xdp_action`, include/uapi/linux/bpf.h): drop, with a trace event.
+pub const XDP_ABORTED: i32 = 0;
+/// `XDP_REDIRECT` (`enum xdp_action`).
+pub const XDP_REDIRECT: i32 = 4;
+
+/// Name of the globals map (and of its pin).
+pub const GLOBALS_MAP: &str = "globals";
+/// Name of the pinned XDP link inside a pin directory.
+pub const LINK_PIN: &str = "link";
+
+/// `BPF_PSEUDO_MAP_FD` (include/uapi/linux/bpf.h): `src_reg` of a map load by descriptor.
+const BPF_PSEUDO_MAP_FD: u8 = 1;
+/// Opcode of a 64-bit immediate load (`BPF_LD | BPF_IMM | BPF_DW`).
+const LD_IMM64: u8 = 0x18;
+
+/// A generic XDP program: its variables and maps, and the code that uses them.
+pub trait XdpProgram: Sized {
+    /// The program's name (the kernel keeps 15 characters of `[A-Za-z0-9_]`).
+    const NAME: &'static str;
+
+    /// Declares the program's variables and maps, returning the program with its
+    /// handles. Runs once per [`Xdp`], before the maps exist.
+    fn declare(d: &mut Declare) -> Self;
+
+    /// Generates the program's code. The program ends with `b.exit(verdict)`; falling
+    /// off the end, or a packet shorter than the fixed packet fields it reads, passes
+    /// the packet (`XDP_PASS`).
+    fn program(&self, b: &Builder);
+}
+
+/// Where a program declares its variables and maps (see [`XdpProgram::declare`]).
+#[derive(Debug, Default)]
+pub struct Declare {
+    globals: Arc<Globals>,
+    maps: Vec<Arc<MapSlot>>,
+}
+
+/// The kernel's map names: at most 15 bytes of `[A-Za-z0-9_.]`.
+fn kernel_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(15)
+        .collect()
+}
+
+impl Declare {
+    /// A global variable `name` of type `T` (initially 0).
+    pub fn global<T: Value>(&mut self, name: &str) -> Global<T> {
+        Global::new(name, Arc::clone(&self.globals))
+    }
+
+    fn map(&mut self, name: &str, spec: MapSpec) -> Arc<MapSlot> {
+        let slot = Arc::new(MapSlot {
+            name: name.to_string(),
+            spec,
+            map: OnceLock::new(),
+        });
+        self.maps.push(Arc::clone(&slot));
+        slot
+    }
+
+    /// A per-CPU array `name` of `entries` values of type `T`.
+    pub fn per_cpu_array<T: Value>(&mut self, name: &str, entries: u32) -> PerCpuArray<T> {
+        let spec = MapSpec::percpu_array(&kernel_name(name), T::SIZE as u32, entries);
+        PerCpuArray::new(self.map(name, spec))
+    }
+
+    /// A hash map `name` from `K` to `V` with room for `max_entries` keys.
+    pub fn hash_map<K: Value, V: Value>(&mut self, name: &str, max_entries: u32) -> HashMap<K, V> {
+        let mut spec = MapSpec::hash(
+            &kernel_name(name),
+            K::SIZE as u32,
+            V::SIZE as u32,
+            max_entries,
+        );
+        spec.flags |= BPF_F_NO_PREALLOC;
+        HashMap::new(self.map(name, spec))
+    }
+}
+
+/// A generic XDP program `P`, generated, linked and (unless only its pinned maps were
+/// opened) loaded; dereferences to `P`, so its handles read the values
+/// (`c.count.get()`).
+pub struct Xdp<P> {
+    program: P,
+    decl: Declare,
+    linked: LinkedProgram,
+    prog: OnceLock<Program>,
+    link: Mutex<Option<XdpLink>>,
+    mode: XdpMode,
+    pins: Option<Bpffs>,
+}
+
+impl<P> std::fmt::Debug for Xdp<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Xdp")
+            .field("insns", &self.linked.insns.len())
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> Deref for Xdp<P> {
+    type Target = P;
+    fn deref(&self) -> &P {
+        &self.program
+    }
+}
+
+/// Where the maps come from.
+enum Source<'a> {
+    Create,
+    Pinned(&'a Bpffs),
+}
+
+/// Opens the pin `name` of `fs` as a map of `spec`'s type and sizes.
+fn open_pinned(fs: &Bpffs, name: &str, spec: &MapSpec) -> Result<Map, Error> {
+    let path = fs.path(name)?;
+    let map = fs.open_map(name, spec.map_type)?;
+    let got = map.spec();
+    let mut what = Vec::new();
+    if got.key_size != spec.key_size {
+        what.push(format!("{}-byte keys, not {}", got.key_size, spec.key_size));
+    }
+    let value_ok = if name == GLOBALS_MAP {
+        got.value_size >= spec.value_size
+    } else {
+        got.value_size == spec.value_size
+    };
+    if !value_ok {
+        what.push(format!(
+            "{}-byte values, not {}",
+            got.value_size, spec.value_size
+        ));
+    }
+    if !what.is_empty() {
+        return Err(Error::PinnedLayout {
+            path,
+            map: name.to_string(),
+            what: what.join(" and "),
+        });
+    }
+    Ok(map)
+}
+
+/// Builds `P`'s fragment, with every global declared first in declaration order.
+fn build<P: XdpProgram>(p: &P, globals: &Globals) -> Result<Fragment, Error> {
+    let b = Builder::new(P::NAME);
+    let vars = globals.vars.lock().map(|v| v.clone()).unwrap_or_default();
+    for (name, ty) in &vars {
+        b.device(name, *ty);
+    }
+    p.program(&b);
+    b.finish().map_err(|source| Error::Build {
+        program: P::NAME.to_string(),
+        source,
+    })
+}
+
+/// Links a standalone program whose fragment may load maps by descriptor: the loads go
+/// through the linker as plain 64-bit constants (which it accepts and leaves alone)
+/// and are turned back into map loads in the linked program, found through the
+/// linker's source map.
+pub fn link_program(
+    fragment: &Fragment,
+    variable_map_fd: Option<i32>,
+) -> Result<LinkedProgram, crate::link::LinkErrors> {
+    let mut f = fragment.clone();
+    let mut map_loads = Vec::new();
+    for (slot, insn) in f.insns.iter_mut().enumerate() {
+        if insn.code == LD_IMM64 && insn.src() == BPF_PSEUDO_MAP_FD {
+            insn.regs &= 0x0f;
+            map_loads.push(slot as u32);
+        }
+    }
+    let mut link = StandaloneLink::new(f);
+    link.variable_map_fd = variable_map_fd;
+    let mut linked = link_standalone(&link)?;
+    let region = linked
+        .source_map
+        .iter()
+        .find(|r| r.name == fragment.name)
+        .cloned();
+    if let Some(region) = region {
+        for (k, orig) in region.fragment_slots.iter().enumerate() {
+            if map_loads.contains(orig) {
+                let at = region.slots.start + k;
+                linked.insns[at].regs |= BPF_PSEUDO_MAP_FD << 4;
+            }
+        }
+    }
+    Ok(linked)
+}
+
+impl<P: XdpProgram> Xdp<P> {
+    /// Creates the maps, generates, links and loads the program (not attached yet).
+    pub fn new() -> Result<Xdp<P>, Error> {
+        let x = Xdp::<P>::prepare(Source::Create)?;
+        x.kernel_program()?;
+        Ok(x)
+    }
+
+    /// Opens the maps a program of this type pinned under `dir` (with
+    /// [`pin_maps`](Self::pin_maps), possibly in another process): the handles read
+    /// and write the running program's values, and [`detach`](Self::detach) stops it.
+    /// The program is generated again (to know the layout) but only loaded into the
+    /// kernel if this instance is attached or run.
+    pub fn load_maps(dir: impl AsRef<Path>) -> Result<Xdp<P>, Error> {
+        let fs = Bpffs::at(dir.as_ref())?;
+        let mut x = Xdp::<P>::prepare(Source::Pinned(&fs))?;
+        x.pins = Some(fs);
+        Ok(x)
+    }
+
+    fn prepare(source: Source<'_>) -> Result<Xdp<P>, Error> {
+        let mut decl = Declare::default();
+        let program = P::declare(&mut decl);
+        for slot in &decl.maps {
+            let map = match &source {
+                Source::Create => Map::create(&slot.spec).map_err(|e| Error::Map {
+                    map: slot.name.clone(),
+                    source: e,
+                })?,
+                Source::Pinned(fs) => open_pinned(fs, &slot.name, &slot.spec)?,
+            };
+            let _ = slot.map.set(map);
+        }
+        let fragment = build(&program, &decl.globals)?;
+        let block = VariableBlock::place([("", &fragment)]).map_err(|e| Error::Link {
+            program: P::NAME.to_string(),
+            source: crate::link::LinkErrors(e),
+        })?;
+        let mut globals_fd = None;
+        if !block.vars.is_empty() {
+            let spec = MapSpec::mmapable_array(GLOBALS_MAP, block.size, 1);
+            let map = match &source {
+                Source::Create => Map::create(&spec).map_err(|e| Error::Map {
+                    map: GLOBALS_MAP.into(),
+                    source: e,
+                })?,
+                Source::Pinned(fs) => open_pinned(fs, GLOBALS_MAP, &spec)?,
+            };
+            let mem = map.mmap().map_err(|e| Error::Map {
+                map: GLOBALS_MAP.into(),
+                source: e,
+            })?;
+            globals_fd = Some(map.raw_fd());
+            let _ = decl.globals.map.set(map);
+            let _ = decl.globals.mem.set(mem);
+        }
+        let linked = link_program(&fragment, globals_fd).map_err(|source| Error::Link {
+            program: P::NAME.to_string(),
+            source,
+        })?;
+        let _ = decl.globals.block.set(linked.variables.clone());
+        Ok(Xdp {
+            program,
+            decl,
+            linked,
+            prog: OnceLock::new(),
+            link: Mutex::new(None),
+            mode: XdpMode::Native,
+            pins: None,
+        })
+    }
+
+    /// The same program attached in `mode` (native, the default, or generic).
+    pub fn with_mode(mut self, mode: XdpMode) -> Xdp<P> {
+        self.mode = mode;
+        self
+    }
+
+    /// The loaded program, loading it now if needed.
+    pub fn kernel_program(&self) -> Result<&Program, Error> {
+        if let Some(p) = self.prog.get() {
+            return Ok(p);
+        }
+        let map = self.linked.bpf_source_map();
+        let opts = LoadOptions::xdp(P::NAME).with_source_map(&map);
+        let p = Program::load(&self.linked.insns, &opts)?;
+        Ok(self.prog.get_or_init(|| p))
+    }
+
+    /// The linked program's instructions.
+    pub fn linked(&self) -> &LinkedProgram {
+        &self.linked
+    }
+
+    /// The disassembly of the program, as `ferrocat disasm` shows it.
+    pub fn listing(&self) -> String {
+        self.linked.listing()
+    }
+
+    fn lock_link(&self) -> std::sync::MutexGuard<'_, Option<XdpLink>> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Attaches the program to `iface` for the lifetime of the returned guard (the
+    /// seed's `async with c.run(iface)`): dropping it detaches, also on an early
+    /// return or a panic.
+    pub fn run(&self, iface: &str) -> Result<Running<'_, P>, Error> {
+        let prog = self.kernel_program()?;
+        let link = XdpLink::attach(prog, iface, self.mode)?;
+        Ok(Running {
+            xdp: self,
+            link: Some(link),
+        })
+    }
+
+    /// Attaches the program to `iface` until [`detach`](Self::detach) (or, if not
+    /// pinned with [`pin_maps`](Self::pin_maps), until this process exits).
+    pub fn attach(&self, iface: &str) -> Result<(), Error> {
+        let prog = self.kernel_program()?;
+        let link = XdpLink::attach(prog, iface, self.mode)?;
+        *self.lock_link() = Some(link);
+        Ok(())
+    }
+
+    /// Pins the maps (and the link of [`attach`](Self::attach), if attached) in the
+    /// directory `dir`, created on a bpffs (`/sys/fs/bpf/NAME`, mounting bpffs there if
+    /// needed, or any directory on a bpffs): they outlive this process. Returns `dir`.
+    pub fn pin_maps(&self, dir: impl AsRef<Path>) -> Result<PathBuf, Error> {
+        let dir = dir.as_ref();
+        let (parent, name) = match (dir.parent(), dir.file_name().and_then(|n| n.to_str())) {
+            (Some(p), Some(n)) => (p, n),
+            _ => {
+                return Err(Error::Bpffs(bpffs::BpffsError::InvalidName {
+                    name: dir.display().to_string(),
+                }));
+            }
+        };
+        let fs = if parent == Path::new(DEFAULT_BPFFS) {
+            Bpffs::default_mount()?
+        } else {
+            Bpffs::at(parent)?
+        };
+        let path = fs.create_dir(name)?;
+        let inner = Bpffs::at(&path)?;
+        if let Some(map) = self.decl.globals.map.get() {
+            inner.pin(map, GLOBALS_MAP)?;
+        }
+        for slot in &self.decl.maps {
+            inner.pin(slot.get()?, &slot.name)?;
+        }
+        if let Some(link) = self.lock_link().as_ref() {
+            link.pin(&inner, LINK_PIN)?;
+        }
+        Ok(path)
+    }
+
+    /// Detaches the program from `iface`: the link this instance attached, else the
+    /// link pinned next to the maps of [`load_maps`](Self::load_maps), else whatever
+    /// XDP link runs on `iface`. A pinned link is unpinned.
+    pub fn detach(&self, iface: &str) -> Result<(), Error> {
+        if let Some(link) = self.lock_link().take() {
+            link.detach()?;
+            if let Some(fs) = &self.pins {
+                fs.unpin(LINK_PIN)?;
+            }
+            return Ok(());
+        }
+        if let Some(fs) = &self.pins
+            && fs.path(LINK_PIN)?.exists()
+        {
+            let link = XdpLink::open_pinned(&fs.path(LINK_PIN)?)?;
+            link.detach()?;
+            fs.unpin(LINK_PIN)?;
+            return Ok(());
+        }
+        if kxdp::detach_interface(iface)? {
+            Ok(())
+        } else {
+            Err(Error::NotAttached {
+                program: P::NAME.to_string(),
+                iface: iface.to_string(),
+            })
+        }
+    }
+
+    /// Removes the pins of [`load_maps`](Self::load_maps)'s directory (maps and link)
+    /// and the directory itself. The maps live on while a program uses them.
+    pub fn unpin_maps(&self) -> Result<(), Error> {
+        let Some(fs) = &self.pins else {
+            return Ok(());
+        };
+        fs.unpin(LINK_PIN)?;
+        fs.unpin(GLOBALS_MAP)?;
+        for slot in &self.decl.maps {
+            fs.unpin(&slot.name)?;
+        }
+        remove_pin_dir(fs.root())?;
+        Ok(())
+    }
+}
+
+/// Removes an empty pin directory.
+fn remove_pin_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::remove_dir(dir).map_err(|e| {
+        Error::Bpffs(bpffs::BpffsError::Sys {
+            path: dir.to_path_buf(),
+            source: crate::bpf::sys::SysError {
+                cmd: crate::bpf::sys::Cmd::ObjPin,
+                source: e,
+            },
+        })
+    })
+}
+
+/// A program attached for a scope ([`Xdp::run`]); detaches on drop. Dereferences to the
+/// program, so its handles read the values.
+pub struct Running<'a, P> {
+    xdp: &'a Xdp<P>,
+    link: Option<XdpLink>,
+}
+
+impl<P> std::fmt::Debug for Running<'_, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("link", &self.link).finish()
+    }
+}
+
+impl<P> Running<'_, P> {
+    /// The interface the program runs on.
+    pub fn iface(&self) -> &str {
+        self.link.as_ref().map_or("", |l| l.iface())
+    }
+
+    /// Detaches now, reporting errors (dropping detaches too, ignoring them).
+    pub fn stop(mut self) -> Result<(), Error> {
+        match self.link.take() {
+            Some(l) => Ok(l.detach()?),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<P> Deref for Running<'_, P> {
+    type Target = P;
+    fn deref(&self) -> &P {
+        &self.xdp.program
+    }
+}
+
+impl<P> Drop for Running<'_, P> {
+    fn drop(&mut self) {
+        if let Some(l) = self.link.take()
+            && let Err(e) = l.detach()
+        {
+            tracing::warn!("detaching XDP program: {e}");
+        }
+    }
+}
+
+/// Detaches whatever XDP link runs on `iface` (as `ferrocat xdp detach IFACE` does);
+/// returns whether there was one.
+pub fn detach(iface: &str) -> Result<bool, Error> {
+    Ok(kxdp::detach_interface(iface)?)
+}
+
+/// Opens the pinned map `name` in `dir` as a map of `map_type` (for tools that do not
+/// know the program type).
+pub fn open_pinned_map(dir: &Path, name: &str, map_type: MapType) -> Result<Map, Error> {
+    Ok(bpffs::open_map_path(&dir.join(name), map_type)?)
+}
+
+/// The program `P` would generate, linked with its globals in map descriptor
+/// `globals_fd` (and map loads naming descriptor -1, since no map is created): its
+/// disassembly, each part introduced by a `; name` line. Needs no kernel; used to show
+/// and test what a program compiles to.
+pub fn listing<P: XdpProgram>(globals_fd: i32) -> Result<String, Error> {
+    let mut decl = Declare::default();
+    let program = P::declare(&mut decl);
+    let fragment = build(&program, &decl.globals)?;
+    let has_globals = fragment
+        .vars
+        .iter()
+        .any(|v| matches!(v.kind, ferrocat_plugin_api::fragment::VarKind::Device));
+    let linked = link_program(&fragment, has_globals.then_some(globals_fd)).map_err(|source| {
+        Error::Link {
+            program: P::NAME.to_string(),
+            source,
+        }
+    })?;
+    Ok(linked.listing())
+}
