@@ -149,3 +149,32 @@ async fn terminal_without_mailbox_uses_the_sii() {
     assert!(matches!(layout.source, LayoutSource::Sii { .. }));
     assert_eq!(layout.bit_len(PdoDirection::Rx), 4);
 }
+
+#[tokio::test]
+async fn mapping_written_and_read_back() {
+    use ferrocat::ethercat::pdo::{PdoEntry, write_mapping};
+    let t = Arc::new(CoeTerminal::el7041(STATION));
+    let coe = client(&t);
+    let s = sii("el7041.bin");
+    // 0x1602 (STM control) reduced to its three control bits and a 5-bit gap.
+    let entries: Vec<PdoEntry> = [0x7010_0101u32, 0x7010_0201, 0x7010_0301, 0x0000_0005]
+        .into_iter()
+        .map(PdoEntry::from_mapping)
+        .collect();
+    write_mapping(&coe, 0x1602, &entries)
+        .await
+        .expect("mapping");
+    assert_eq!(t.value(0x1602, 0), Some(vec![4]));
+    assert_eq!(
+        t.value(0x1602, 4),
+        Some(0x0000_0005u32.to_le_bytes().to_vec())
+    );
+    let layout = read_layout(Some(&coe), &s).await.expect("layout");
+    let out = layout
+        .sync_managers_of(PdoDirection::Rx)
+        .next()
+        .expect("outputs");
+    let p = out.pdos.iter().find(|p| p.index == 0x1602).expect("0x1602");
+    assert_eq!(p.entries, entries);
+    assert_eq!(out.bit_len(), 32 + 8 + 16);
+}
