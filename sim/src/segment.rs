@@ -198,8 +198,13 @@ impl Segment {
         Ok(seg)
     }
 
-    /// Appends a terminal at the end of the chain.
-    pub fn push(&mut self, esc: Esc) {
+    /// Appends a terminal at the end of the chain. A terminal whose configuration leaves
+    /// the DC power-on offset open gets one from its position (see
+    /// [`EscConfig::clock_start_ns`]).
+    pub fn push(&mut self, mut esc: Esc) {
+        if esc.clock_start_unset() {
+            esc.set_clock_start_ns(power_on_offset_ns(self.terminals.len()));
+        }
         self.terminals.push(esc);
         self.update_topology();
     }
@@ -375,6 +380,16 @@ impl Segment {
         self.spans = spans;
         outcome
     }
+}
+
+/// A deterministic power-on offset of the DC clock of the terminal at `position`:
+/// 0..20 ms, spread by a SplitMix64 hash of the position.
+fn power_on_offset_ns(position: usize) -> u64 {
+    let mut z = (position as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    z % 20_000_000
 }
 
 /// A terminal without firmware built from an EEPROM image: chip from the product code,

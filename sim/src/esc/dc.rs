@@ -10,7 +10,7 @@ impl Esc {
     /// plus the corrections of the time control loop).
     pub fn local_time(&self, now_ns: u64) -> u64 {
         let drift = (now_ns as f64 * self.config.drift_ppm * 1e-6) as i64;
-        (self.config.clock_start_ns as i64)
+        (self.config.clock_start_ns.unwrap_or(0) as i64)
             .wrapping_add(now_ns as i64)
             .wrapping_add(drift)
             .wrapping_add(self.dc_correction_ns) as u64

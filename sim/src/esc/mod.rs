@@ -34,7 +34,11 @@ pub struct EscConfig {
     /// Clock drift of the terminal's DC oscillator in parts per million (positive = fast).
     pub drift_ppm: f64,
     /// The local DC time at bus time 0 (terminals power up at different moments).
-    pub clock_start_ns: u64,
+    /// `None`: the segment gives the terminal a power-on offset from its position
+    /// (deterministic, 0..20 ms, like the local times in the captures, which differ by
+    /// ~10 ms between the terminals of one bus, e.g. ek1100-el2828-el2889.pcapng
+    /// frames 506..516), so a master's DC code has offsets to compute.
+    pub clock_start_ns: Option<u64>,
     /// How long an EEPROM read keeps the SII interface busy.
     pub eeprom_read_ns: u64,
     /// How long an EEPROM write keeps the SII interface busy.
@@ -54,7 +58,7 @@ impl EscConfig {
         EscConfig {
             chip: EscChip::for_product(sii.vendor_id, sii.product_code),
             drift_ppm: 0.0,
-            clock_start_ns: 0,
+            clock_start_ns: None,
             eeprom_read_ns: 640_000,
             eeprom_write_ns: 5_000_000,
             mailbox_latency_ns: 0,
@@ -432,6 +436,16 @@ impl Esc {
     pub fn count_rx_error(&mut self, port: usize) {
         let a = usize::from(regs::ERROR_COUNTERS) + 2 * port.min(3);
         self.mem[a] = self.mem[a].saturating_add(1);
+    }
+
+    /// Whether the configuration leaves the clock's power-on offset to the segment.
+    pub fn clock_start_unset(&self) -> bool {
+        self.config.clock_start_ns.is_none()
+    }
+
+    /// Sets the local DC time at bus time 0 (see [`EscConfig::clock_start_ns`]).
+    pub fn set_clock_start_ns(&mut self, ns: u64) {
+        self.config.clock_start_ns = Some(ns);
     }
 
     /// Sets the DC clock drift in ppm.

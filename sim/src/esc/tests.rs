@@ -458,7 +458,7 @@ fn dc_drift_offset_and_latch() {
     let s = sii("el2889");
     let mut cfg = EscConfig::for_sii(&s);
     cfg.drift_ppm = 100.0;
-    cfg.clock_start_ns = 5_000;
+    cfg.clock_start_ns = Some(5_000);
     let mut e = Esc::new(cfg, s, Box::new(BasicApp::with_layout(vec![])));
     e.begin_frame(1_000_000_000);
     let mut t = [0u8; 8];

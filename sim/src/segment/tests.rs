@@ -276,8 +276,12 @@ fn wire_time_delays_reply_and_port_receive_times() {
     let t = seg.terminal(0).expect("t");
     let p0 = u32::from_le_bytes([t.peek(0x900), t.peek(0x901), t.peek(0x902), t.peek(0x903)]);
     let p1 = u32::from_le_bytes([t.peek(0x904), t.peek(0x905), t.peek(0x906), t.peek(0x907)]);
-    assert_eq!(p0, 1_000_000);
+    assert_eq!(u64::from(p0), t.local_time(1_000_000) & 0xFFFF_FFFF);
     assert_eq!(p1 - p0, 1000, "through the EL2889 and back");
+    // Terminals powered up at different moments: their local clocks differ.
+    let other = seg.terminal(1).expect("t");
+    assert_ne!(t.local_time(0), other.local_time(0));
+    assert!(t.local_time(0) < 20_000_000 && other.local_time(0) < 20_000_000);
 }
 
 // ----- replay of real captures -------------------------------------------------------
