@@ -53,6 +53,10 @@ enum Rel {
 #[derive(Clone, Debug)]
 enum E {
     Var(usize),
+    /// Entry of the program's pool of shared subexpressions (replaced by it before use,
+    /// so equal subexpressions recur and the builder's reuse of computed values is
+    /// exercised).
+    Pool(usize),
     Const(i64, bool),
     Bin(Op, Box<E>, Box<E>),
     Un(Un, Box<E>),
@@ -177,6 +181,7 @@ fn holds(r: Rel, s: bool, a: i64, b: i64) -> bool {
 fn eval(e: &E, st: &[i64]) -> (i64, bool) {
     match e {
         E::Var(p) => (st[*p], signed_ty(PLACES[*p].1)),
+        E::Pool(_) => unreachable!("pool references are expanded before evaluation"),
         E::Const(v, s) => (*v, *s),
         E::Bin(op, a, b) => {
             let (x, sa) = eval(a, st);
@@ -306,11 +311,72 @@ fn interesting() -> impl Strategy<Value = i64> {
     ]
 }
 
+const POOL: usize = 4;
+
 fn leaf() -> impl Strategy<Value = E> {
     prop_oneof![
         3 => (0..N_PLACES).prop_map(E::Var),
         1 => (interesting(), any::<bool>()).prop_map(|(v, s)| E::Const(v, s)),
+        1 => (0..POOL).prop_map(E::Pool),
     ]
+}
+
+/// Replaces pool references by the pool's expressions (which contain none).
+fn expand_e(e: &mut E, pool: &[E]) {
+    match e {
+        E::Pool(k) => *e = pool[*k].clone(),
+        E::Var(_) | E::Const(..) => {}
+        E::Bin(_, a, b) | E::MinMax(_, a, b) => {
+            expand_e(a, pool);
+            expand_e(b, pool);
+        }
+        E::Un(_, a) | E::Clamp(a, ..) => expand_e(a, pool),
+        E::CondVal(c) => expand_c(c, pool),
+    }
+}
+
+fn expand_c(c: &mut C, pool: &[E]) {
+    match c {
+        C::Cmp(_, a, b) => {
+            expand_e(a, pool);
+            expand_e(b, pool);
+        }
+        C::And(a, b) | C::Or(a, b) => {
+            expand_c(a, pool);
+            expand_c(b, pool);
+        }
+        C::Not(a) => expand_c(a, pool),
+        C::Truthy(_) => {}
+    }
+}
+
+fn expand_s(stmts: &mut [S], pool: &[E]) {
+    for s in stmts {
+        match s {
+            S::Assign(_, e) | S::OpAssign(_, _, e) => expand_e(e, pool),
+            S::If(arms, els) => {
+                for (c, body) in arms.iter_mut() {
+                    expand_c(c, pool);
+                    expand_s(body, pool);
+                }
+                if let Some(body) = els {
+                    expand_s(body, pool);
+                }
+            }
+        }
+    }
+}
+
+/// The shared subexpressions: small trees without pool references.
+fn pool() -> impl Strategy<Value = Vec<E>> {
+    let leaf = prop_oneof![
+        3 => (0..N_PLACES).prop_map(E::Var),
+        1 => (interesting(), any::<bool>()).prop_map(|(v, s)| E::Const(v, s)),
+    ];
+    let e = leaf.prop_recursive(2, 6, 2, |inner| {
+        (op(), inner.clone(), inner).prop_map(|(o, a, b)| E::Bin(o, Box::new(a), Box::new(b)))
+    });
+    prop::collection::vec(e, POOL)
 }
 
 fn expr(depth: u32) -> BoxedStrategy<E> {
@@ -391,6 +457,7 @@ fn declare(b: &Builder) -> Vec<Var<'_>> {
 fn build_e<'b>(b: &'b Builder, v: &[Var<'b>], e: &E) -> Expr<'b> {
     match e {
         E::Var(p) => v[*p].get(),
+        E::Pool(_) => unreachable!("pool references are expanded before building"),
         E::Const(c, true) => b.constant(*c),
         E::Const(c, false) => (*c as u64).into_expr(b),
         E::Bin(op, x, y) => {
@@ -664,10 +731,14 @@ fn random_expressions_agree_with_the_model() {
             ((0..N_PLACES), expr(5)).prop_map(|(p, e)| S::Assign(p, e)),
             24,
         ),
+        pool(),
         inputs(),
     );
     runner
-        .run(&strat, |(stmts, inputs)| check_program(&stmts, &inputs))
+        .run(&strat, |(mut stmts, pool, inputs)| {
+            expand_s(&mut stmts, &pool);
+            check_program(&stmts, &inputs)
+        })
         .unwrap();
 }
 
@@ -677,8 +748,11 @@ fn random_if_else_programs_agree_with_the_model() {
         cases: 256,
         ..Config::default()
     });
-    let strat = (prop::collection::vec(stmt(), 1..8), inputs());
+    let strat = (prop::collection::vec(stmt(), 1..8), pool(), inputs());
     runner
-        .run(&strat, |(stmts, inputs)| check_program(&stmts, &inputs))
+        .run(&strat, |(mut stmts, pool, inputs)| {
+            expand_s(&mut stmts, &pool);
+            check_program(&stmts, &inputs)
+        })
         .unwrap();
 }

@@ -93,24 +93,24 @@ fn typed_loads_extend_by_type() {
     check(
         f,
         "
-        0: (71) r0 = *(u8 *)(r8 +0) ; dev v0
-        1: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        2: (69) r0 = *(u16 *)(r8 +0) ; dev v1
-        3: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        4: (61) r0 = *(u32 *)(r8 +0) ; dev v2
-        5: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        6: (79) r0 = *(u64 *)(r8 +0) ; dev v3
-        7: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        8: (91) r0 = *(s8 *)(r8 +0) ; dev v4
-        9: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        10: (89) r0 = *(s16 *)(r8 +0) ; dev v5
-        11: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        12: (81) r0 = *(s32 *)(r8 +0) ; dev v6
-        13: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        14: (79) r0 = *(u64 *)(r8 +0) ; dev v7
-        15: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        16: (71) r0 = *(u8 *)(r8 +0) ; dev v8
-        17: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            0: (71) r0 = *(u8 *)(r8 +0) ; dev v0
+            1: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            2: (69) r0 = *(u16 *)(r8 +0) ; dev v1
+            3: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            4: (61) r0 = *(u32 *)(r8 +0) ; dev v2
+            5: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            6: (79) r0 = *(u64 *)(r8 +0) ; dev v3
+            7: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            8: (91) r0 = *(s8 *)(r8 +0) ; dev v4
+            9: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            10: (89) r0 = *(s16 *)(r8 +0) ; dev v5
+            11: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            12: (81) r0 = *(s32 *)(r8 +0) ; dev v6
+            13: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            14: (79) r0 = *(u64 *)(r8 +0) ; dev v7
+            15: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            16: (71) r0 = *(u8 *)(r8 +0) ; dev v8
+            17: (7b) *(u64 *)(r8 +0) = r0 ; dev o
         ",
     );
 }
@@ -129,22 +129,22 @@ fn stores_truncate_and_constants_use_immediates() {
     check(
         f,
         "
-        0: (79) r0 = *(u64 *)(r8 +0) ; dev x
-        1: (73) *(u8 *)(r8 +0) = r0 ; dev a
-        2: (62) *(u32 *)(r8 +0) = -5 ; dev c
-        3: (18) r0 = 0x123456789
-        5: (7b) *(u64 *)(r8 +0) = r0 ; dev d
-        6: (79) r0 = *(u64 *)(r8 +0) ; dev x
-        7: (15) if r0 == 0x0 goto pc+1
-        8: (b7) r0 = 1
-        9: (73) *(u8 *)(r8 +0) = r0 ; dev e
-        10: (b7) r0 = 1
-        11: (79) r1 = *(u64 *)(r8 +0) ; dev x
-        12: (65) if r1 s> 0x3 goto pc+1
-        13: (b7) r0 = 0
-        14: (73) *(u8 *)(r8 +0) = r0 ; dev f
-        15: (b4) w0 = -1
-        16: (7b) *(u64 *)(r8 +0) = r0 ; dev x
+            0: (79) r0 = *(u64 *)(r8 +0) ; dev x
+            1: (73) *(u8 *)(r8 +0) = r0 ; dev a
+            2: (62) *(u32 *)(r8 +0) = -5 ; dev c
+            3: (18) r0 = 0x123456789
+            5: (7b) *(u64 *)(r8 +0) = r0 ; dev d
+            6: (79) r0 = *(u64 *)(r8 +0) ; dev x
+            7: (15) if r0 == 0x0 goto pc+1
+            8: (b7) r0 = 1
+            9: (73) *(u8 *)(r8 +0) = r0 ; dev e
+            10: (b7) r0 = 1
+            11: (79) r1 = *(u64 *)(r8 +0) ; dev x
+            12: (65) if r1 s> 0x3 goto pc+1
+            13: (b7) r0 = 0
+            14: (73) *(u8 *)(r8 +0) = r0 ; dev f
+            15: (b4) w0 = -1
+            16: (7b) *(u64 *)(r8 +0) = r0 ; dev x
         ",
     );
 }
@@ -161,16 +161,15 @@ fn terminal_variables_bytes_and_big_endian() {
     check(
         f,
         "
-        0: (89) r0 = *(s16 *)(r9 +0) ; byte t.s16
-        1: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        2: (61) r0 = *(u32 *)(r9 +0) ; byte t.be32
-        3: (dc) r0 = be32 r0
-        4: (bf) r0 = (s32)r0
-        5: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        6: (79) r0 = *(u64 *)(r8 +0) ; dev o
-        7: (dc) r0 = be16 r0
-        8: (6b) *(u16 *)(r9 +0) = r0 ; byte t.be16
-        9: (6a) *(u16 *)(r9 +0) = 13330 ; byte t.be16
+            0: (89) r0 = *(s16 *)(r9 +0) ; byte t.s16
+            1: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            2: (61) r0 = *(u32 *)(r9 +0) ; byte t.be32
+            3: (dc) r0 = be32 r0
+            4: (bf) r0 = (s32)r0
+            5: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            6: (dc) r0 = be16 r0
+            7: (6b) *(u16 *)(r9 +0) = r0 ; byte t.be16
+            8: (6a) *(u16 *)(r9 +0) = 13330 ; byte t.be16
         ",
     );
 }
@@ -193,44 +192,42 @@ fn terminal_bit_fields() {
     check(
         f,
         "
-        0: (69) r0 = *(u16 *)(r9 +0) ; byte t.f3
-        1: (77) r0 >>= 0 ; shift t.f3
-        2: (57) r0 &= 7
-        3: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        4: (79) r0 = *(u64 *)(r8 +0) ; dev o
-        5: (57) r0 &= 7
-        6: (67) r0 <<= 0 ; shift t.f3
-        7: (69) r1 = *(u16 *)(r9 +0) ; byte t.f3
-        8: (57) r1 &= 0 ; clear t.f3
-        9: (4f) r1 |= r0
-        10: (6b) *(u16 *)(r9 +0) = r1 ; byte t.f3
-        11: (69) r0 = *(u16 *)(r9 +0) ; byte t.f3
-        12: (57) r0 &= 0 ; clear t.f3
-        13: (b7) r1 = 5
-        14: (67) r1 <<= 0 ; shift t.f3
-        15: (4f) r0 |= r1
-        16: (6b) *(u16 *)(r9 +0) = r0 ; byte t.f3
-        17: (71) r0 = *(u8 *)(r9 +0) ; byte t.on
-        18: (47) r0 |= 0 ; mask t.on
-        19: (73) *(u8 *)(r9 +0) = r0 ; byte t.on
-        20: (71) r0 = *(u8 *)(r9 +0) ; byte t.on
-        21: (57) r0 &= 0 ; clear t.on
-        22: (73) *(u8 *)(r9 +0) = r0 ; byte t.on
-        23: (79) r0 = *(u64 *)(r9 +0) ; byte t.wide
-        24: (77) r0 >>= 0 ; shift t.wide
-        25: (67) r0 <<= 24
-        26: (77) r0 >>= 24
-        27: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        28: (79) r0 = *(u64 *)(r8 +0) ; dev o
-        29: (79) r1 = *(u64 *)(r9 +0) ; byte t.wide
-        30: (bf) r2 = r1
-        31: (77) r2 >>= 0 ; shift t.wide
-        32: (af) r2 ^= r0
-        33: (67) r2 <<= 24
-        34: (77) r2 >>= 24
-        35: (67) r2 <<= 0 ; shift t.wide
-        36: (af) r1 ^= r2
-        37: (7b) *(u64 *)(r9 +0) = r1 ; byte t.wide
+            0: (69) r0 = *(u16 *)(r9 +0) ; byte t.f3
+            1: (77) r0 >>= 0 ; shift t.f3
+            2: (57) r0 &= 7
+            3: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            4: (57) r0 &= 7
+            5: (67) r0 <<= 0 ; shift t.f3
+            6: (69) r1 = *(u16 *)(r9 +0) ; byte t.f3
+            7: (57) r1 &= 0 ; clear t.f3
+            8: (4f) r1 |= r0
+            9: (6b) *(u16 *)(r9 +0) = r1 ; byte t.f3
+            10: (69) r0 = *(u16 *)(r9 +0) ; byte t.f3
+            11: (57) r0 &= 0 ; clear t.f3
+            12: (b7) r1 = 5
+            13: (67) r1 <<= 0 ; shift t.f3
+            14: (4f) r0 |= r1
+            15: (6b) *(u16 *)(r9 +0) = r0 ; byte t.f3
+            16: (71) r0 = *(u8 *)(r9 +0) ; byte t.on
+            17: (47) r0 |= 0 ; mask t.on
+            18: (73) *(u8 *)(r9 +0) = r0 ; byte t.on
+            19: (71) r0 = *(u8 *)(r9 +0) ; byte t.on
+            20: (57) r0 &= 0 ; clear t.on
+            21: (73) *(u8 *)(r9 +0) = r0 ; byte t.on
+            22: (79) r0 = *(u64 *)(r9 +0) ; byte t.wide
+            23: (77) r0 >>= 0 ; shift t.wide
+            24: (67) r0 <<= 24
+            25: (77) r0 >>= 24
+            26: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            27: (79) r1 = *(u64 *)(r9 +0) ; byte t.wide
+            28: (bf) r2 = r1
+            29: (77) r2 >>= 0 ; shift t.wide
+            30: (af) r2 ^= r0
+            31: (67) r2 <<= 24
+            32: (77) r2 >>= 24
+            33: (67) r2 <<= 0 ; shift t.wide
+            34: (af) r1 ^= r2
+            35: (7b) *(u64 *)(r9 +0) = r1 ; byte t.wide
         ",
     );
 }
@@ -248,19 +245,19 @@ fn fixed_packet_fields() {
     check(
         f,
         "
-        0: (69) r0 = *(u16 *)(r9 +12)
-        1: (dc) r0 = be16 r0
-        2: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        3: (69) r0 = *(u16 *)(r9 +20)
-        4: (dc) r0 = be16 r0
-        5: (57) r0 &= 8191
-        6: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        7: (71) r0 = *(u8 *)(r9 +23)
-        8: (57) r0 &= -241
-        9: (47) r0 |= 144
-        10: (73) *(u8 *)(r9 +23) = r0
-        11: (79) r0 = *(u64 *)(r8 +0) ; dev o
-        12: (73) *(u8 *)(r9 +30) = r0
+            0: (69) r0 = *(u16 *)(r9 +12)
+            1: (dc) r0 = be16 r0
+            2: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            3: (69) r0 = *(u16 *)(r9 +20)
+            4: (dc) r0 = be16 r0
+            5: (57) r0 &= 8191
+            6: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            7: (71) r0 = *(u8 *)(r9 +23)
+            8: (57) r0 &= -241
+            9: (47) r0 |= 144
+            10: (73) *(u8 *)(r9 +23) = r0
+            11: (79) r0 = *(u64 *)(r8 +0) ; dev o
+            12: (73) *(u8 *)(r9 +30) = r0
         ",
     );
 }
@@ -275,13 +272,13 @@ fn add_assign_on_a_packet_variable_is_load_add_store() {
     check(
         f,
         "
-        0: (69) r0 = *(u16 *)(r9 +0) ; byte t.count
-        1: (07) r0 += 1
-        2: (6b) *(u16 *)(r9 +0) = r0 ; byte t.count
-        3: (69) r0 = *(u16 *)(r9 +0) ; byte t.count
-        4: (69) r1 = *(u16 *)(r8 +0) ; dev step
-        5: (0f) r0 += r1
-        6: (6b) *(u16 *)(r9 +0) = r0 ; byte t.count
+            0: (69) r0 = *(u16 *)(r9 +0) ; byte t.count
+            1: (07) r0 += 1
+            2: (6b) *(u16 *)(r9 +0) = r0 ; byte t.count
+            3: (69) r0 = *(u16 *)(r9 +0) ; byte t.count
+            4: (69) r1 = *(u16 *)(r8 +0) ; dev step
+            5: (0f) r0 += r1
+            6: (6b) *(u16 *)(r9 +0) = r0 ; byte t.count
         ",
     );
 }
@@ -297,11 +294,11 @@ fn device_and_foreign_variables() {
     check(
         f,
         "
-        0: (81) r0 = *(s32 *)(r8 +0) ; dev leader.encoder
-        1: (27) r0 *= 3
-        2: (c7) r0 s>>= 1
-        3: (7b) *(u64 *)(r8 +0) = r0 ; dev target
-        4: (6a) *(u16 *)(r8 +0) = 7 ; dev leader.set_control_word
+            0: (81) r0 = *(s32 *)(r8 +0) ; dev leader.encoder
+            1: (27) r0 *= 3
+            2: (c7) r0 s>>= 1
+            3: (7b) *(u64 *)(r8 +0) = r0 ; dev target
+            4: (6a) *(u16 *)(r8 +0) = 7 ; dev leader.set_control_word
         ",
     );
 }
@@ -319,16 +316,15 @@ fn locals_in_registers_and_on_the_stack() {
     check(
         f,
         "
-        0: (79) r6 = *(u64 *)(r8 +0) ; dev x
-        1: (07) r6 += 1
-        2: (79) r7 = *(u64 *)(r8 +0) ; dev x
-        3: (27) r7 *= 2
-        4: (bf) r0 = r6
-        5: (0f) r0 += r7
-        6: (bf) r0 = (s32)r0
-        7: (7b) *(u64 *)(r10 -8) = r0 ; stack
-        8: (79) r0 = *(u64 *)(r10 -8) ; stack
-        9: (7b) *(u64 *)(r8 +0) = r0 ; dev x
+            0: (79) r6 = *(u64 *)(r8 +0) ; dev x
+            1: (07) r6 += 1
+            2: (79) r7 = *(u64 *)(r8 +0) ; dev x
+            3: (27) r7 *= 2
+            4: (bf) r0 = r6
+            5: (0f) r0 += r7
+            6: (bf) r0 = (s32)r0
+            7: (7b) *(u64 *)(r10 -8) = r0 ; stack
+            8: (7b) *(u64 *)(r8 +0) = r0 ; dev x
         ",
     );
 }
@@ -345,15 +341,15 @@ fn helpers_and_cycle_time() {
     check(
         f,
         "
-        0: (85) call unknown#0 ; helper 5
-        1: (7b) *(u64 *)(r8 +0) = r0 ; dev x
-        2: (85) call unknown#0 ; helper 7
-        3: (57) r0 &= 255
-        4: (7b) *(u64 *)(r8 +0) = r0 ; dev x
-        5: (79) r0 = *(u64 *)(r10 -8)
-        6: (79) r1 = *(u64 *)(r8 +0) ; dev x
-        7: (1f) r0 -= r1
-        8: (7b) *(u64 *)(r8 +0) = r0 ; dev x
+            0: (85) call unknown#0 ; helper 5
+            1: (7b) *(u64 *)(r8 +0) = r0 ; dev x
+            2: (85) call unknown#0 ; helper 7
+            3: (57) r0 &= 255
+            4: (7b) *(u64 *)(r8 +0) = r0 ; dev x
+            5: (79) r0 = *(u64 *)(r10 -8)
+            6: (79) r1 = *(u64 *)(r8 +0) ; dev x
+            7: (1f) r0 -= r1
+            8: (7b) *(u64 *)(r8 +0) = r0 ; dev x
         ",
     );
 }
@@ -368,19 +364,18 @@ fn values_live_across_helper_calls_are_kept_in_r6_r7_or_spilled() {
     check(
         f,
         "
-        0: (85) call unknown#0 ; helper 5
-        1: (79) r1 = *(u64 *)(r8 +0) ; dev x
-        2: (af) r0 ^= r1
-        3: (79) r1 = *(u64 *)(r8 +0) ; dev x
-        4: (0f) r1 += r0
-        5: (7b) *(u64 *)(r8 +0) = r1 ; dev x
-        6: (85) call unknown#0 ; helper 5
-        7: (79) r1 = *(u64 *)(r8 +0) ; dev x
-        8: (0f) r0 += r1
-        9: (bf) r6 = r0
-        10: (85) call unknown#0 ; helper 5
-        11: (1f) r6 -= r0
-        12: (7b) *(u64 *)(r8 +0) = r6 ; dev x
+            0: (85) call unknown#0 ; helper 5
+            1: (79) r1 = *(u64 *)(r8 +0) ; dev x
+            2: (af) r0 ^= r1
+            3: (0f) r1 += r0
+            4: (7b) *(u64 *)(r8 +0) = r1 ; dev x
+            5: (85) call unknown#0 ; helper 5
+            6: (79) r1 = *(u64 *)(r8 +0) ; dev x
+            7: (0f) r0 += r1
+            8: (bf) r6 = r0
+            9: (85) call unknown#0 ; helper 5
+            10: (1f) r6 -= r0
+            11: (7b) *(u64 *)(r8 +0) = r6 ; dev x
         ",
     );
 }
@@ -406,39 +401,38 @@ fn signed_and_unsigned_arithmetic() {
     check(
         f,
         "
-        0: (79) r0 = *(u64 *)(r8 +0) ; dev s
-        1: (79) r1 = *(u64 *)(r8 +0) ; dev s
-        2: (3f) r0 s/= r1
-        3: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        4: (79) r0 = *(u64 *)(r8 +0) ; dev u
-        5: (79) r1 = *(u64 *)(r8 +0) ; dev u
-        6: (3f) r0 /= r1
-        7: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        8: (79) r0 = *(u64 *)(r8 +0) ; dev s
-        9: (97) r0 s%= 7
-        10: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        11: (79) r0 = *(u64 *)(r8 +0) ; dev u
-        12: (97) r0 %= 7
-        13: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        14: (79) r0 = *(u64 *)(r8 +0) ; dev s
-        15: (c7) r0 s>>= 3
-        16: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        17: (79) r0 = *(u64 *)(r8 +0) ; dev u
-        18: (77) r0 >>= 3
-        19: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        20: (79) r0 = *(u64 *)(r8 +0) ; dev s
-        21: (87) r0 = -r0
-        22: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        23: (7a) *(u64 *)(r8 +0) = 0 ; dev o
-        24: (79) r0 = *(u64 *)(r8 +0) ; dev s
-        25: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        26: (79) r0 = *(u64 *)(r8 +0) ; dev u
-        27: (67) r0 <<= 6
-        28: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        29: (79) r0 = *(u64 *)(r8 +0) ; dev u
-        30: (18) r1 = 0x100000000
-        32: (2f) r0 *= r1
-        33: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            0: (79) r0 = *(u64 *)(r8 +0) ; dev s
+            1: (79) r1 = *(u64 *)(r8 +0) ; dev s
+            2: (3f) r0 s/= r1
+            3: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            4: (79) r0 = *(u64 *)(r8 +0) ; dev u
+            5: (79) r1 = *(u64 *)(r8 +0) ; dev u
+            6: (3f) r0 /= r1
+            7: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            8: (79) r0 = *(u64 *)(r8 +0) ; dev s
+            9: (97) r0 s%= 7
+            10: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            11: (97) r1 %= 7
+            12: (7b) *(u64 *)(r8 +0) = r1 ; dev o
+            13: (79) r0 = *(u64 *)(r8 +0) ; dev s
+            14: (c7) r0 s>>= 3
+            15: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            16: (79) r0 = *(u64 *)(r8 +0) ; dev u
+            17: (77) r0 >>= 3
+            18: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            19: (79) r0 = *(u64 *)(r8 +0) ; dev s
+            20: (87) r0 = -r0
+            21: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            22: (7a) *(u64 *)(r8 +0) = 0 ; dev o
+            23: (79) r0 = *(u64 *)(r8 +0) ; dev s
+            24: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            25: (79) r0 = *(u64 *)(r8 +0) ; dev u
+            26: (67) r0 <<= 6
+            27: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            28: (79) r0 = *(u64 *)(r8 +0) ; dev u
+            29: (18) r1 = 0x100000000
+            31: (2f) r0 *= r1
+            32: (7b) *(u64 *)(r8 +0) = r0 ; dev o
         ",
     );
 }
@@ -457,25 +451,24 @@ fn abs_min_max_clamp() {
     check(
         f,
         "
-        0: (79) r0 = *(u64 *)(r8 +0) ; dev s
-        1: (75) if r0 s>= 0x0 goto pc+1
-        2: (87) r0 = -r0
-        3: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        4: (79) r0 = *(u64 *)(r8 +0) ; dev s
-        5: (79) r1 = *(u64 *)(r8 +0) ; dev u
-        6: (dd) if r0 s<= r1 goto pc+1
-        7: (bf) r0 = r1
-        8: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        9: (79) r0 = *(u64 *)(r8 +0) ; dev u
-        10: (35) if r0 >= 0x5 goto pc+1
-        11: (b7) r0 = 5
-        12: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        13: (79) r0 = *(u64 *)(r8 +0) ; dev s
-        14: (75) if r0 s>= 0xfffffff6 goto pc+1
-        15: (b7) r0 = -10
-        16: (d5) if r0 s<= 0xa goto pc+1
-        17: (b7) r0 = 10
-        18: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            0: (79) r0 = *(u64 *)(r8 +0) ; dev s
+            1: (75) if r0 s>= 0x0 goto pc+1
+            2: (87) r0 = -r0
+            3: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            4: (79) r0 = *(u64 *)(r8 +0) ; dev s
+            5: (79) r1 = *(u64 *)(r8 +0) ; dev u
+            6: (dd) if r0 s<= r1 goto pc+1
+            7: (bf) r0 = r1
+            8: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            9: (35) if r1 >= 0x5 goto pc+1
+            10: (b7) r1 = 5
+            11: (7b) *(u64 *)(r8 +0) = r1 ; dev o
+            12: (79) r0 = *(u64 *)(r8 +0) ; dev s
+            13: (75) if r0 s>= 0xfffffff6 goto pc+1
+            14: (b7) r0 = -10
+            15: (d5) if r0 s<= 0xa goto pc+1
+            16: (b7) r0 = 10
+            17: (7b) *(u64 *)(r8 +0) = r0 ; dev o
         ",
     );
 }
@@ -491,20 +484,20 @@ fn and_or_not_short_circuit() {
     check(
         f,
         "
-        0: (79) r0 = *(u64 *)(r8 +0) ; dev x
-        1: (d5) if r0 s<= 0x1 goto pc+2
-        2: (79) r0 = *(u64 *)(r8 +0) ; dev y
-        3: (c5) if r0 s< 0x2 goto pc+3
-        4: (79) r0 = *(u64 *)(r8 +0) ; dev x
-        5: (79) r1 = *(u64 *)(r8 +0) ; dev y
-        6: (1d) if r0 == r1 goto pc+1
-        7: (7a) *(u64 *)(r8 +0) = 0 ; dev x
-        8: (b7) r0 = 1
-        9: (79) r1 = *(u64 *)(r8 +0) ; dev x
-        10: (79) r2 = *(u64 *)(r8 +0) ; dev y
-        11: (7d) if r1 s>= r2 goto pc+1
-        12: (b7) r0 = 0
-        13: (7b) *(u64 *)(r8 +0) = r0 ; dev y
+            0: (79) r0 = *(u64 *)(r8 +0) ; dev x
+            1: (d5) if r0 s<= 0x1 goto pc+2
+            2: (79) r0 = *(u64 *)(r8 +0) ; dev y
+            3: (c5) if r0 s< 0x2 goto pc+3
+            4: (79) r0 = *(u64 *)(r8 +0) ; dev x
+            5: (79) r1 = *(u64 *)(r8 +0) ; dev y
+            6: (1d) if r0 == r1 goto pc+1
+            7: (7a) *(u64 *)(r8 +0) = 0 ; dev x
+            8: (b7) r0 = 1
+            9: (79) r1 = *(u64 *)(r8 +0) ; dev x
+            10: (79) r2 = *(u64 *)(r8 +0) ; dev y
+            11: (7d) if r1 s>= r2 goto pc+1
+            12: (b7) r0 = 0
+            13: (7b) *(u64 *)(r8 +0) = r0 ; dev y
         ",
     );
 }
@@ -521,15 +514,14 @@ fn if_else_if_else() {
     check(
         f,
         "
-        0: (79) r0 = *(u64 *)(r8 +0) ; dev x
-        1: (75) if r0 s>= 0x0 goto pc+2
-        2: (7a) *(u64 *)(r8 +0) = -1 ; dev o
-        3: (05) goto pc+5
-        4: (79) r0 = *(u64 *)(r8 +0) ; dev x
-        5: (55) if r0 != 0x0 goto pc+2
-        6: (7a) *(u64 *)(r8 +0) = 0 ; dev o
-        7: (05) goto pc+1
-        8: (7a) *(u64 *)(r8 +0) = 1 ; dev o
+            0: (79) r0 = *(u64 *)(r8 +0) ; dev x
+            1: (75) if r0 s>= 0x0 goto pc+2
+            2: (7a) *(u64 *)(r8 +0) = -1 ; dev o
+            3: (05) goto pc+4
+            4: (55) if r0 != 0x0 goto pc+2
+            5: (7a) *(u64 *)(r8 +0) = 0 ; dev o
+            6: (05) goto pc+1
+            7: (7a) *(u64 *)(r8 +0) = 1 ; dev o
         ",
     );
 }
@@ -545,13 +537,13 @@ fn bool_terminal_as_condition_uses_jset() {
     check(
         f,
         "
-        0: (71) r0 = *(u8 *)(r9 +0) ; byte t.on
-        1: (57) r0 &= 0 ; mask t.on
-        2: (15) if r0 == 0x0 goto pc+1
-        3: (7a) *(u64 *)(r8 +0) = 1 ; dev o
-        4: (71) r0 = *(u8 *)(r9 +0) ; byte t.on
-        5: (45) if r0 & 0x0 goto pc+1 ; mask t.on
-        6: (7a) *(u64 *)(r8 +0) = 2 ; dev o
+            0: (71) r0 = *(u8 *)(r9 +0) ; byte t.on
+            1: (57) r0 &= 0 ; mask t.on
+            2: (15) if r0 == 0x0 goto pc+1
+            3: (7a) *(u64 *)(r8 +0) = 1 ; dev o
+            4: (71) r0 = *(u8 *)(r9 +0) ; byte t.on
+            5: (45) if r0 & 0x0 goto pc+1 ; mask t.on
+            6: (7a) *(u64 *)(r8 +0) = 2 ; dev o
         ",
     );
 }
@@ -569,13 +561,13 @@ fn if_linked_is_an_optional_region() {
     check(
         f,
         "
-        0: (71) r0 = *(u8 *)(r9 +0) ; byte limit.low ; optional limit 4
-        1: (57) r0 &= 0 ; mask limit.low
-        2: (15) if r0 == 0x0 goto pc+1
-        3: (7a) *(u64 *)(r8 +0) = 0 ; dev o
-        4: (79) r0 = *(u64 *)(r8 +0) ; dev o
-        5: (07) r0 += 1
-        6: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            0: (71) r0 = *(u8 *)(r9 +0) ; byte limit.low ; optional limit 4
+            1: (57) r0 &= 0 ; mask limit.low
+            2: (15) if r0 == 0x0 goto pc+1
+            3: (7a) *(u64 *)(r8 +0) = 0 ; dev o
+            4: (79) r0 = *(u64 *)(r8 +0) ; dev o
+            5: (07) r0 += 1
+            6: (7b) *(u64 *)(r8 +0) = r0 ; dev o
         ",
     );
 }
@@ -593,12 +585,12 @@ fn exit_sets_the_verdict() {
     check(
         f,
         "
-        0: (79) r0 = *(u64 *)(r8 +0) ; dev o
-        1: (55) if r0 != 0x0 goto pc+2
-        2: (b7) r0 = 1
-        3: (05) goto pc+2
-        4: (7a) *(u64 *)(r8 +0) = 2 ; dev o
-        5: (b7) r0 = 3
+            0: (79) r0 = *(u64 *)(r8 +0) ; dev o
+            1: (55) if r0 != 0x0 goto pc+2
+            2: (b7) r0 = 1
+            3: (05) goto pc+2
+            4: (7a) *(u64 *)(r8 +0) = 2 ; dev o
+            5: (b7) r0 = 3
         ",
     );
 }
@@ -617,23 +609,23 @@ fn atomics_on_device_variables() {
     check(
         f,
         "
-        0: (b7) r0 = 1
-        1: (db) lock *(u64 *)(r8 +0) += r0 ; dev c
-        2: (b7) r0 = 2
-        3: (c3) r0 = atomic_fetch_add((u32 *)(r8 +0), r0) ; dev w
-        4: (bf) r0 = (s32)r0
-        5: (bf) r6 = r0
-        6: (7b) *(u64 *)(r8 +0) = r6 ; dev o
-        7: (79) r0 = *(u64 *)(r8 +0) ; dev o
-        8: (db) r0 = atomic64_xchg((u64 *)(r8 +0), r0) ; dev c
-        9: (bf) r7 = r0
-        10: (7b) *(u64 *)(r8 +0) = r7 ; dev o
-        11: (b7) r0 = 5
-        12: (79) r1 = *(u64 *)(r8 +0) ; dev o
-        13: (db) r0 = atomic64_cmpxchg((u64 *)(r8 +0), r0, r1) ; dev c
-        14: (7b) *(u64 *)(r10 -8) = r0 ; stack
-        15: (79) r0 = *(u64 *)(r10 -8) ; stack
-        16: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            0: (b7) r0 = 1
+            1: (db) lock *(u64 *)(r8 +0) += r0 ; dev c
+            2: (b7) r0 = 2
+            3: (c3) r0 = atomic_fetch_add((u32 *)(r8 +0), r0) ; dev w
+            4: (bf) r0 = (s32)r0
+            5: (bf) r6 = r0
+            6: (7b) *(u64 *)(r8 +0) = r6 ; dev o
+            7: (79) r0 = *(u64 *)(r8 +0) ; dev o
+            8: (db) r0 = atomic64_xchg((u64 *)(r8 +0), r0) ; dev c
+            9: (bf) r7 = r0
+            10: (7b) *(u64 *)(r8 +0) = r7 ; dev o
+            11: (b7) r0 = 5
+            12: (79) r1 = *(u64 *)(r8 +0) ; dev o
+            13: (db) r0 = atomic64_cmpxchg((u64 *)(r8 +0), r0, r1) ; dev c
+            14: (7b) *(u64 *)(r10 -8) = r0 ; stack
+            15: (79) r0 = *(u64 *)(r10 -8) ; stack
+            16: (7b) *(u64 *)(r8 +0) = r0 ; dev o
         ",
     );
 }
@@ -648,12 +640,12 @@ fn large_constants_use_ld_imm64() {
     check(
         f,
         "
-        0: (79) r0 = *(u64 *)(r8 +0) ; dev o
-        1: (18) r1 = 0x123456789abcdef0
-        3: (0f) r0 += r1
-        4: (7b) *(u64 *)(r8 +0) = r0 ; dev o
-        5: (18) r0 = 0x123456789abcdef0
-        7: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            0: (79) r0 = *(u64 *)(r8 +0) ; dev o
+            1: (18) r1 = 0x123456789abcdef0
+            3: (0f) r0 += r1
+            4: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            5: (18) r0 = 0x123456789abcdef0
+            7: (7b) *(u64 *)(r8 +0) = r0 ; dev o
         ",
     );
 }
@@ -663,7 +655,8 @@ fn a_long_conditional_jump_becomes_an_inverted_jump_around_gotol() {
     let f = build(|b| {
         let x = b.device("x", T::I64);
         b.if_(x.gt(5), |_| {
-            for _ in 0..11_000 {
+            // x stays cached in r0: 2 slots per statement.
+            for _ in 0..20_000 {
                 x.add_assign(1);
             }
         });
@@ -672,8 +665,8 @@ fn a_long_conditional_jump_becomes_an_inverted_jump_around_gotol() {
     let head: Vec<&str> = text.lines().take(3).collect();
     assert_eq!(head[0], "0: (79) r0 = *(u64 *)(r8 +0) ; dev x");
     assert_eq!(head[1], "1: (65) if r0 s> 0x5 goto pc+1");
-    assert_eq!(head[2], "2: (06) gotol pc+33000");
-    assert_eq!(f.insns.len(), 3 + 33_000);
+    assert_eq!(head[2], "2: (06) gotol pc+40000");
+    assert_eq!(f.insns.len(), 3 + 40_000);
 }
 
 #[test]

@@ -121,11 +121,43 @@ pub(crate) struct ArmEnd {
     pub(crate) assigned: Vec<bool>,
 }
 
+/// What a cached register holds: a variable's value as reading it yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Key {
+    Place(PlaceKind, crate::fragment::VarType),
+    CycleTime,
+    /// The value of a computed expression node (forgotten at every store).
+    Node(u32),
+}
+
+impl Key {
+    fn is_packet(&self) -> bool {
+        matches!(
+            self,
+            Key::Place(
+                PlaceKind::Terminal { .. }
+                    | PlaceKind::Packet { .. }
+                    | PlaceKind::PacketBits { .. },
+                _
+            )
+        )
+    }
+}
+
+type Cache = Vec<(Reg, Key)>;
+
+/// The facts both caches hold.
+fn intersect(a: &Cache, b: &Cache) -> Cache {
+    a.iter().filter(|e| b.contains(e)).cloned().collect()
+}
+
 /// The builder's state.
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) name: String,
     pub(crate) nodes: Vec<Node>,
+    /// Hash-consing of nodes: equal expressions share one node (and its cached value).
+    pub(crate) node_ids: std::collections::HashMap<(NodeKind, bool), u32>,
     pub(crate) conds: Vec<CondNode>,
     pub(crate) places: Vec<Place>,
     pub(crate) decls: Vec<VarDecl>,
@@ -136,6 +168,14 @@ pub(crate) struct Inner {
     pub(crate) scopes: Vec<Vec<u32>>,
     code: Vec<Item>,
     labels: Vec<bool>,
+    /// Registers known to hold a variable's value (straight-line code; at a label, the
+    /// facts every incoming path agrees on).
+    cache: Cache,
+    /// Per label: the cache facts of the jumps to it so far.
+    label_cache: Vec<Option<Cache>>,
+    /// Cache facts at the start of each open `if_linked` region (the linker may delete
+    /// the region, so its end is also reached from its start).
+    region_cache: Vec<Cache>,
     /// Whether the current point can be reached (code after `exit` cannot).
     pub(crate) reachable: bool,
     regs: [RegUse; ALLOCATABLE],
@@ -166,6 +206,7 @@ impl Inner {
         Inner {
             name: name.to_string(),
             nodes: Vec::new(),
+            node_ids: std::collections::HashMap::new(),
             conds: Vec::new(),
             places: Vec::new(),
             decls: Vec::new(),
@@ -174,6 +215,9 @@ impl Inner {
             scopes: vec![Vec::new()],
             code: Vec::new(),
             labels: vec![false],
+            cache: Vec::new(),
+            label_cache: vec![None],
+            region_cache: Vec::new(),
             reachable: true,
             regs: [RegUse::Free; ALLOCATABLE],
             temps: Vec::new(),
@@ -200,15 +244,74 @@ impl Inner {
     // ---------------------------------------------------------------- emission
 
     fn emit(&mut self, insn: Insn) {
-        if self.reachable {
-            self.code.push(Item::Insn(insn, None));
-        }
+        self.emit_r(insn, None);
     }
 
     fn emit_r(&mut self, insn: Insn, reloc: Option<RelocKind>) {
         if self.reachable {
+            self.track(&insn);
             self.code.push(Item::Insn(insn, reloc));
         }
+    }
+
+    /// Updates the cache for the registers `insn` writes.
+    fn track(&mut self, insn: &Insn) {
+        let written: &[Reg] = match insn {
+            Insn::Alu { dst, .. }
+            | Insn::Neg { dst, .. }
+            | Insn::MovSx { dst, .. }
+            | Insn::End { dst, .. }
+            | Insn::Load { dst, .. }
+            | Insn::LdImm64 { dst, .. }
+            | Insn::LdMapFd { dst, .. }
+            | Insn::LdMapValue { dst, .. } => &[*dst],
+            Insn::Atomic { op, src, .. } => match op {
+                AtomicOp::Add | AtomicOp::Or | AtomicOp::And | AtomicOp::Xor => &[],
+                AtomicOp::CmpXchg => &[Reg::R0],
+                _ => &[*src],
+            },
+            Insn::Call { .. } => &[Reg::R0, Reg::R1, Reg::R2, Reg::R3, Reg::R4, Reg::R5],
+            Insn::Store { .. } | Insn::Ja { .. } | Insn::JaLong { .. } | Insn::Jmp { .. } => &[],
+            Insn::Exit => &[],
+        };
+        let copied: Vec<Key> = match insn {
+            Insn::Alu {
+                op: AluOp::Mov,
+                wide: true,
+                src: Src::Reg(from),
+                ..
+            } => self
+                .cache
+                .iter()
+                .filter(|(r, _)| r == from)
+                .map(|(_, k)| k.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.cache.retain(|(r, _)| !written.contains(r));
+        if let Some(dst) = written.first() {
+            for k in copied {
+                self.cache.push((*dst, k));
+            }
+        }
+    }
+
+    /// Forgets every register holding `key`'s variable (and, for packet memory, every
+    /// packet variable: fields may share bytes).
+    fn forget(&mut self, key: &Key) {
+        let packet = key.is_packet();
+        self.cache
+            .retain(|(_, k)| k != key && !(packet && k.is_packet()) && !matches!(k, Key::Node(_)));
+    }
+
+    /// A register holding `key`'s value that no one uses, as a new temporary.
+    fn cached(&mut self, key: &Key) -> Option<(u32, Reg)> {
+        let r = self
+            .cache
+            .iter()
+            .find(|(r, k)| k == key && self.regs[r.index() as usize] == RegUse::Free)
+            .map(|(r, _)| *r)?;
+        Some((self.new_temp(r), r))
     }
 
     fn alu(&mut self, op: AluOp, dst: Reg, src: Src) {
@@ -222,12 +325,30 @@ impl Inner {
 
     pub(crate) fn new_label(&mut self) -> Label {
         self.labels.push(false);
+        self.label_cache.push(None);
         self.labels.len() - 1
+    }
+
+    /// Records a jump to `l` from here (reachable code only).
+    fn jumps_to(&mut self, l: Label) {
+        self.labels[l] = true;
+        let merged = match self.label_cache[l].take() {
+            None => self.cache.clone(),
+            Some(c) => intersect(&c, &self.cache),
+        };
+        self.label_cache[l] = Some(merged);
     }
 
     /// Places `l` here; code after it is reachable if anything jumps to it.
     pub(crate) fn place(&mut self, l: Label) {
         self.code.push(Item::Label(l));
+        let incoming = self.label_cache[l].take();
+        self.cache = match (self.reachable, incoming) {
+            (true, Some(c)) => intersect(&c, &self.cache),
+            (true, None) => std::mem::take(&mut self.cache),
+            (false, Some(c)) => c,
+            (false, None) => Vec::new(),
+        };
         if self.labels[l] {
             self.reachable = true;
         }
@@ -237,7 +358,7 @@ impl Inner {
     pub(crate) fn jump(&mut self, l: Label) {
         if self.reachable {
             self.code.push(Item::Ja(l));
-            self.labels[l] = true;
+            self.jumps_to(l);
             self.reachable = false;
         }
     }
@@ -251,7 +372,7 @@ impl Inner {
                 label: l,
                 reloc: None,
             });
-            self.labels[l] = true;
+            self.jumps_to(l);
         }
     }
 
@@ -259,11 +380,14 @@ impl Inner {
         self.regions.push(link.to_string());
         let r = self.regions.len() - 1;
         self.code.push(Item::RegionStart(r));
+        self.region_cache.push(self.cache.clone());
         r
     }
 
     pub(crate) fn region_end(&mut self, r: usize) {
         self.code.push(Item::RegionEnd(r));
+        let before = self.region_cache.pop().unwrap_or_default();
+        self.cache = intersect(&before, &self.cache);
     }
 
     /// `r0 = verdict; goto end`.
@@ -651,12 +775,40 @@ impl Inner {
     /// Compiles expression node `n`; `want` is the preferred register of the result.
     pub(crate) fn compile(&mut self, n: u32, want: Option<Reg>) -> Opnd {
         let node = self.nodes[n as usize];
+        let computed = matches!(
+            node.kind,
+            NodeKind::Bin(..)
+                | NodeKind::Neg(_)
+                | NodeKind::Not(_)
+                | NodeKind::Abs(_)
+                | NodeKind::MinMax { .. }
+        ) && !node.call;
+        if computed {
+            if let Some((t, _)) = self.cached(&Key::Node(n)) {
+                return Opnd::Temp(t);
+            }
+            let o = self.compile_node(n, node, want);
+            if let Opnd::Temp(t) = o
+                && let TempLoc::Reg(r) = self.temps[t as usize].loc
+            {
+                self.cache.push((r, Key::Node(n)));
+            }
+            return o;
+        }
+        self.compile_node(n, node, want)
+    }
+
+    fn compile_node(&mut self, n: u32, node: Node, want: Option<Reg>) -> Opnd {
+        let _ = n;
         match node.kind {
             NodeKind::Const(c) => Opnd::Imm(c),
             NodeKind::Same(a) => self.compile(a, want),
             NodeKind::Read(p) => self.read_place(p, want),
             NodeKind::CycleTime => {
                 self.uses_cycle_time = true;
+                if let Some((t, _)) = self.cached(&Key::CycleTime) {
+                    return Opnd::Temp(t);
+                }
                 let (t, r) = self.alloc_temp(want);
                 let m = Mem {
                     base: Reg::R10,
@@ -664,6 +816,7 @@ impl Inner {
                     reloc: None,
                 };
                 self.load(Size::DW, false, r, &m);
+                self.cache.push((r, Key::CycleTime));
                 Opnd::Temp(t)
             }
             NodeKind::Call(helper) => {
@@ -811,6 +964,10 @@ impl Inner {
                 return Opnd::Borrowed(r);
             }
         }
+        let key = Key::Place(place.kind.clone(), place.ty);
+        if let Some((t, _)) = self.cached(&key) {
+            return Opnd::Temp(t);
+        }
         if let Some(acc) = self.bit_acc(&place) {
             let (t, r) = self.alloc_temp(want);
             self.load_window(&acc, r);
@@ -818,6 +975,7 @@ impl Inner {
             if !matches!(acc.pos, BitPos::Known(s) if s + acc.n >= acc.window * 8) {
                 self.truncate(r, acc.n);
             }
+            self.cache.push((r, key));
             return Opnd::Temp(t);
         }
         let Some(m) = self.place_mem(&place) else {
@@ -847,6 +1005,7 @@ impl Inner {
         } else {
             self.load(size, scalar.is_signed(), r, &m);
         }
+        self.cache.push((r, key));
         Opnd::Temp(t)
     }
 
@@ -1097,7 +1256,7 @@ impl Inner {
         if !self.reachable {
             return;
         }
-        self.labels[target] = true;
+        self.jumps_to(target);
         let item = match item {
             Item::Jmp {
                 cond,
@@ -1201,6 +1360,7 @@ impl Inner {
         let place = self.places[p as usize].clone();
         let node = self.nodes[e as usize];
         let scalar = place.ty.scalar;
+        let key = Key::Place(place.kind.clone(), place.ty);
         if let PlaceKind::Local(id) = place.kind {
             if !self.check_alive(id) {
                 return;
@@ -1210,17 +1370,21 @@ impl Inner {
                 LocalStore::Stack(s) => {
                     let m = Self::slot_mem(s);
                     if let NodeKind::Const(c) = node.kind {
+                        self.forget(&key);
                         self.store_const(Size::DW, &m, normalise(scalar, c));
                     } else {
                         let o = self.compile(e, None);
+                        self.forget(&key);
                         if needs_normalising(scalar, node.bool01) {
                             let (t, r) = self.owned(o, None);
                             self.normalise_reg(r, scalar, node.bool01);
                             self.store_reg(Size::DW, &m, r);
+                            self.cache.push((r, key));
                             self.free_temp(t);
                         } else {
                             let (r, o) = self.reg_of(o);
                             self.store_reg(Size::DW, &m, r);
+                            self.cache.push((r, key));
                             self.free(o);
                         }
                     }
@@ -1233,6 +1397,7 @@ impl Inner {
         }
         if let Some(acc) = self.bit_acc(&place) {
             self.write_bits(&acc, scalar, e);
+            self.forget(&key);
             return;
         }
         let Some(m) = self.place_mem(&place) else {
@@ -1250,10 +1415,12 @@ impl Inner {
                     _ => (v as u64).swap_bytes() as i64,
                 };
             }
+            self.forget(&key);
             self.store_const(size, &m, v);
             return;
         }
         let o = self.compile(e, None);
+        self.forget(&key);
         let bool_fix = scalar == ScalarType::Bool && !node.bool01;
         if be || bool_fix {
             let (t, r) = self.owned(o, None);
@@ -1272,6 +1439,10 @@ impl Inner {
         } else {
             let (r, o) = self.reg_of(o);
             self.store_reg(size, &m, r);
+            if size == Size::DW {
+                // A 64-bit variable reads back exactly what was stored.
+                self.cache.push((r, key));
+            }
             self.free(o);
         }
     }
@@ -1292,6 +1463,8 @@ impl Inner {
     /// `e` does not read the local.
     fn assign_reg_local(&mut self, id: u32, r: Reg, e: u32) {
         let node = self.nodes[e as usize];
+        // Computed values may depend on the local's old value.
+        self.cache.retain(|(_, k)| !matches!(k, Key::Node(_)));
         let scalar = self.locals[id as usize].ty;
         if let NodeKind::Const(c) = node.kind {
             self.load_const(r, normalise(scalar, c));
@@ -1433,6 +1606,7 @@ impl Inner {
         let m = self.place_mem(&place)?;
         let size = Size::from_bytes(place.ty.scalar.memory_bytes()).unwrap_or(Size::DW);
         let o = self.compile(e, None);
+        self.forget(&Key::Place(place.kind.clone(), place.ty));
         let fetch = !matches!(
             op,
             AtomicOp::Add | AtomicOp::Or | AtomicOp::And | AtomicOp::Xor
@@ -1503,6 +1677,7 @@ impl Inner {
             self.temps[te as usize].loc = TempLoc::Reg(Reg::R0);
         }
         let (rn, on) = self.reg_of(on);
+        self.forget(&Key::Place(place.kind.clone(), place.ty));
         self.emit_r(
             Insn::Atomic {
                 size,
@@ -1538,6 +1713,11 @@ impl Inner {
             }
             LocalStore::Stack(s) => {
                 let m = Self::slot_mem(s);
+                let key = Key::Place(
+                    PlaceKind::Local(id),
+                    crate::fragment::VarType::le(self.locals[id as usize].ty),
+                );
+                self.forget(&key);
                 self.store_reg(Size::DW, &m, r);
             }
         }

@@ -4,7 +4,7 @@
 use crate::fragment::{ByteOrder, ScalarType, VarType};
 
 /// A binary arithmetic or bitwise operation of an expression.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum BinOp {
     Add,
     Sub,
@@ -29,7 +29,7 @@ impl BinOp {
 }
 
 /// A comparison of two expressions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Rel {
     Eq,
     Ne,
@@ -59,7 +59,7 @@ impl Rel {
 }
 
 /// What an expression node computes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum NodeKind {
     Const(i64),
     /// The current value of a place.

@@ -1026,6 +1026,9 @@ fn push_node(i: &mut Inner, kind: NodeKind, signed: bool) -> u32 {
             (x.need.saturating_add(1), x.call, true)
         }
     };
+    if let Some(&id) = i.node_ids.get(&(kind, signed)) {
+        return id;
+    }
     i.nodes.push(Node {
         kind,
         signed,
@@ -1033,7 +1036,12 @@ fn push_node(i: &mut Inner, kind: NodeKind, signed: bool) -> u32 {
         call,
         bool01,
     });
-    (i.nodes.len() - 1) as u32
+    let id = (i.nodes.len() - 1) as u32;
+    // Helper calls give a new value each time: never shared.
+    if !call {
+        i.node_ids.insert((kind, signed), id);
+    }
+    id
 }
 
 /// Sethi–Ullman register need of a binary node.
