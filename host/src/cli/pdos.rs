@@ -20,7 +20,10 @@ use std::io::Write;
 ///   ferrocat -i eth1 pdos -p 6            the terminal at position 6
 ///   ferrocat -i eth1 pdos --sii --json    SII defaults, one JSON object per terminal
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    verbatim_doc_comment,
+    after_long_help = "Show which PDOs each process-data SyncManager carries and what they map.\n\nTerminals with CoE are asked over CoE (objects 0x1C12/0x1C13 and 0x16xx/0x1Axx; the\nbus is brought to PRE-OP if they are in INIT); terminals without CoE, or without\nthose objects, are described from their SII. --sii uses the SII for all.\n\nExamples:\n  ferrocat -i eth1 pdos                 every terminal\n  ferrocat -i eth1 pdos -p 6            the terminal at position 6\n  ferrocat -i eth1 pdos --sii --json    SII defaults, one JSON object per terminal"
+)]
 pub struct Args {
     /// Which terminal (default: all).
     #[command(flatten)]

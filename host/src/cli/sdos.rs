@@ -21,7 +21,10 @@ use serde::Serialize;
 ///   ferrocat -i eth1 sdos -p 6 --list rx         objects mappable into RxPDOs
 ///   ferrocat -i eth1 sdos -p 6 --json | jq 'select(.index == 4120)'
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    verbatim_doc_comment,
+    after_long_help = "List the object dictionary of one terminal via SDO information.\n\nFor each object: index, object code, name; for each entry: subindex, data type, bit\nlength, access (read in PRE-OP/SAFE-OP/OP, write in PRE-OP/SAFE-OP/OP) and name.\nWith --values each readable entry is also uploaded. Brings the bus to PRE-OP if the\nterminal is in INIT.\n\nExamples:\n  ferrocat -i eth1 sdos -p 6                   the EL7041's dictionary\n  ferrocat -i eth1 sdos -p 6 --values          with the current values\n  ferrocat -i eth1 sdos -p 6 --list rx         objects mappable into RxPDOs\n  ferrocat -i eth1 sdos -p 6 --json | jq 'select(.index == 4120)'"
+)]
 pub struct Args {
     /// Which terminal (exactly one).
     #[command(flatten)]

@@ -21,7 +21,10 @@ use std::io::Write;
 ///   ferrocat -i eth1 sii -p 3 --set-alias 0x0100   write the station alias (checksum
 ///                                             recomputed; effective after power cycle)
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    verbatim_doc_comment,
+    after_long_help = "Show the SII (EEPROM) of terminals, decoded or raw; write alias or serial number.\n\nDecodes every category: identity, mailbox, general, strings, FMMUs, SyncManagers,\nFMMU extensions, sync units, PDOs and DC modes, with any damage found. Reads the bus\nwithout changing any AL state.\n\nExamples:\n  ferrocat -i eth1 sii -p 1                 decoded SII of the terminal at position 1\n  ferrocat -i eth1 sii -p 1 --raw           the same image as hex words\n  ferrocat -i eth1 sii --json | jq .header.identity\n  ferrocat sii --file el2004.bin            decode an image file (no bus needed)\n  ferrocat -i eth1 sii -p 3 --set-alias 0x0100   write the station alias (checksum\n                                            recomputed; effective after power cycle)"
+)]
 pub struct Args {
     /// Which terminal (default: all).
     #[command(flatten)]

@@ -105,7 +105,10 @@ pub async fn coe_for(
 ///   ferrocat -i eth1 upload -p 6 0x1C12 0 --complete     whole PDO assignment, hex
 ///   ferrocat -i eth1 upload -p 6 0x8010 1 --json
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    verbatim_doc_comment,
+    after_long_help = "Read one CoE entry (SDO upload) and print it as a typed value.\n\nWithout --type the entry's data type is asked for over SDO information; if the\nterminal cannot tell, the value is shown as hex. Brings the bus to PRE-OP if the\nterminal is in INIT.\n\nExamples:\n  ferrocat -i eth1 upload -p 6 0x1018 2 --type u32     product code\n  ferrocat -i eth1 upload -p 6 0x1008 0 --type string  device name\n  ferrocat -i eth1 upload -p 6 0x1C12 0 --complete     whole PDO assignment, hex\n  ferrocat -i eth1 upload -p 6 0x8010 1 --json"
+)]
 pub struct UploadArgs {
     /// Which terminal (exactly one).
     #[command(flatten)]
@@ -135,7 +138,10 @@ pub struct UploadArgs {
 ///   ferrocat -i eth1 download -p 6 0x1C12 0 0x00 --type u8    clear the RxPDO assignment
 ///   ferrocat -i eth1 download -p 6 0x2100 0 0a0b0c --type hex
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    verbatim_doc_comment,
+    after_long_help = "Write one CoE entry (SDO download) from a typed value.\n\nWithout --type the entry's data type is asked for over SDO information. Values of\nany length are written (expedited, normal or segmented as needed). Brings the bus to\nPRE-OP if the terminal is in INIT.\n\nExamples:\n  ferrocat -i eth1 download -p 6 0x8010 1 1500 --type u16   maximal current, mA\n  ferrocat -i eth1 download -p 6 0x1C12 0 0x00 --type u8    clear the RxPDO assignment\n  ferrocat -i eth1 download -p 6 0x2100 0 0a0b0c --type hex"
+)]
 pub struct DownloadArgs {
     /// Which terminal (exactly one).
     #[command(flatten)]
