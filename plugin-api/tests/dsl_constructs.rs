@@ -369,3 +369,24 @@ fn build_errors_point_at_the_dsl_statement() {
         other => panic!("expected MaybeUninitialised, got {other:?}"),
     }
 }
+
+#[test]
+fn without_top_level_let_the_macro_is_an_expression() {
+    same(
+        |b| {
+            let (x, y, _, _) = vars(b);
+            let rc = b.optional_terminal("extra", "rc", Bool);
+            b.if_linked("extra", |b| ebpf! { b => if x > 0 { rc = true; } });
+            let run = |b| ebpf! { b => y += 1; };
+            run(b);
+        },
+        |b| {
+            let (x, y, _, _) = vars(b);
+            let rc = b.optional_terminal("extra", "rc", Bool);
+            b.if_linked("extra", |b| {
+                b.if_(x.gt(0), |_| rc.assign(true));
+            });
+            y.add_assign(1);
+        },
+    );
+}

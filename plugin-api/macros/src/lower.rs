@@ -18,6 +18,9 @@
 //! | arithmetic, casts, method and function calls, macros, items | unchanged (operands lowered) |
 //! | `while`, `for`, `loop`, `return`, `break`, `continue`, `async`, `await` | a compile error naming the construct |
 //!
+//! The expansion is a block, or, if the macro's body has a `let` at its top level, the
+//! statements themselves (the temporaries stay visible after the macro).
+//!
 //! `b` is the builder: the expression given before `=>` at the top of the macro
 //! (`ebpf! { b => ... }`), and inside a run-time branch the branch closure's parameter.
 //! Without a builder the run-time `if` uses the builder's free function
@@ -81,7 +84,22 @@ fn lower_input(input: &Input) -> syn::Result<TokenStream> {
             }
         }),
     };
-    cx.stmts(&input.stmts)
+    let mut body = TokenStream::new();
+    if let (Some(b), Some(expr)) = (&cx.builder, &input.builder) {
+        // Uses the builder even if nothing needs it, and reports a builder expression of
+        // the wrong type at that expression.
+        let bp = builder_path();
+        body.extend(quote_spanned!(expr.span() => let _: &#bp::Builder = #b;));
+    }
+    body.extend(cx.stmts(&input.stmts)?);
+    // Without a top-level `let` the expansion is a block, usable where an expression is
+    // expected (`|b| ebpf! { b => .. }`); with one it stays statements, so the
+    // temporaries remain visible after the macro, in the function that invoked it.
+    if input.stmts.iter().any(|s| matches!(s, Stmt::Local(_))) {
+        Ok(body)
+    } else {
+        Ok(quote!({ #body }))
+    }
 }
 
 /// Where the builder is reachable at a point of the lowering.

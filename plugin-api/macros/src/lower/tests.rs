@@ -5,8 +5,37 @@ use super::*;
 use proc_macro2::TokenStream;
 use quote::quote;
 
-/// Lowers `input` and compares with `expected` token by token (as text).
+/// Lowers `input` (with no top-level `let`) and compares with the block of `expected`
+/// token by token (as text).
 fn check(input: TokenStream, expected: TokenStream) {
+    let prelude = prelude(&input);
+    check_exact(input, quote!({ #prelude #expected }));
+}
+
+/// Lowers `input` (with a top-level `let`) and compares with `expected`, statements.
+fn check_stmts(input: TokenStream, expected: TokenStream) {
+    let prelude = prelude(&input);
+    check_exact(input, quote!(#prelude #expected));
+}
+
+/// The builder check the expansion starts with when `input` names a builder.
+fn prelude(input: &TokenStream) -> TokenStream {
+    match syn::parse2::<Input>(input.clone()) {
+        Ok(Input {
+            builder: Some(b), ..
+        }) => {
+            let b = if is_atomic(&b) {
+                quote!(#b)
+            } else {
+                quote!((#b))
+            };
+            quote!(let _: &::ferrocat_plugin_api::ebpf::builder::Builder = #b;)
+        }
+        _ => TokenStream::new(),
+    }
+}
+
+fn check_exact(input: TokenStream, expected: TokenStream) {
     let got = lower(input);
     assert_eq!(got.to_string(), expected.to_string());
 }
@@ -68,7 +97,7 @@ fn builder_expression_is_parenthesised_when_needed() {
             self.ebpf.builder().if_(x.eq(1), |__ebpf_b| { y.assign(2); });
         },
     );
-    check(
+    check_stmts(
         quote! { &b => let t = 1; },
         quote! { let t = (&b).temp(1); },
     );
@@ -215,7 +244,7 @@ fn assignments_and_compound_assignments() {
 
 #[test]
 fn assigning_a_condition_takes_its_value() {
-    check(
+    check_stmts(
         quote! { b =>
             self.flag = self.a > 3;
             self.flag = !(self.a > 3 || self.b);
@@ -231,7 +260,7 @@ fn assigning_a_condition_takes_its_value() {
 
 #[test]
 fn let_temporaries() {
-    check(
+    check_stmts(
         quote! { b =>
             let speed = self.target - self.encoder;
             let mut t = 0;
@@ -415,6 +444,18 @@ fn value_position_if_and_assignment_are_refused() {
     let (msg, at) = refused("b => 3 = x;");
     assert!(msg.contains("only a variable can be assigned"), "{msg}");
     assert_eq!(at, "3");
+}
+
+#[test]
+fn the_builder_is_checked_once_at_the_top() {
+    check_exact(
+        quote! { self.b => x = 1; },
+        quote! {{
+            let _: &::ferrocat_plugin_api::ebpf::builder::Builder = self.b;
+            x.assign(1);
+        }},
+    );
+    check_exact(quote! { x = 1; }, quote! {{ x.assign(1); }});
 }
 
 #[test]
