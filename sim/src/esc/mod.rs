@@ -137,7 +137,7 @@ pub struct Esc {
     sii_busy_until: u64,
     sii_pending_cmd: u8,
     wd_last_ns: Option<u64>,
-    dc_correction_ns: i64,
+    dc_loop: dc::DcLoop,
     downstream_rtt_ns: u64,
     links: [bool; 4],
     now_ns: u64,
@@ -177,7 +177,7 @@ impl Esc {
             sii_busy_until: 0,
             sii_pending_cmd: 0,
             wd_last_ns: None,
-            dc_correction_ns: 0,
+            dc_loop: dc::DcLoop::default(),
             downstream_rtt_ns: 0,
             links: [true, false, false, false],
             now_ns: 0,
@@ -246,7 +246,7 @@ impl Esc {
         self.sii_busy_until = 0;
         self.sii_pending_cmd = 0;
         self.wd_last_ns = None;
-        self.dc_correction_ns = 0;
+        self.dc_loop = dc::DcLoop::default();
         self.update_al_registers();
         self.update_dl_status();
         self.update_sm_registers();
@@ -685,6 +685,17 @@ impl Esc {
         }
         if self.config.chip.dc != DcUnit::None && hit(regs::DC_RECV_TIME_PORT0, 4) {
             self.latch_receive_times();
+        }
+        if self.config.chip.dc == DcUnit::Full && hit(regs::DC_SPEED_COUNTER_START, 2) {
+            // Writing the speed counter start resets the loop's speed adjustment
+            // (ETG.1000.4 table 61), keeping the current phase.
+            let now = self.now_ns;
+            self.dc_loop = dc::DcLoop {
+                anchor_ns: now,
+                anchor_correction_ns: self.dc_correction_now(),
+                rate_ppm: 0.0,
+                last_compare_ns: None,
+            };
         }
         if self.config.chip.dc == DcUnit::Full && hit(regs::DC_SYSTEM_TIME, 8) {
             self.system_time_written();

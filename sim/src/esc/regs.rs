@@ -79,6 +79,8 @@ pub const DC_SYSTEM_OFFSET: u16 = 0x0920;
 pub const DC_SYSTEM_DELAY: u16 = 0x0928;
 /// DC system time difference (u32, bit 31 = local time smaller than received).
 pub const DC_SYSTEM_DIFF: u16 = 0x092C;
+/// DC speed counter start (u16): a write resets the time control loop's speed.
+pub const DC_SPEED_COUNTER_START: u16 = 0x0930;
 /// DC SYNC activation (u8).
 pub const DC_SYNC_ACTIVATION: u16 = 0x0981;
 /// DC SYNC0 status (u8).

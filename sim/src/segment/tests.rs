@@ -4,6 +4,7 @@
 use super::*;
 use crate::app::AlState;
 use crate::app::BasicApp;
+use crate::esc::EscConfig;
 use crate::fault::TerminalFault;
 
 fn testdata(rel: &str) -> String {
@@ -749,4 +750,96 @@ fn replay_twincat_scan_ek1100_el1004() {
     // in the capture, so the IRQ field is not compared here.
     let report = replay_with(&mut seg, "twincat-scan-boxes.pcapng", 0, &skip, true);
     assert_faithful(&report);
+}
+
+#[test]
+fn dc_procedure_brings_drifting_clocks_into_step() {
+    // The ETG.1020 DC start-up a master performs, against clocks that start at different
+    // moments and drift (+80 ppm on the EL2889, -30 ppm on the last one).
+    let paths = [
+        testdata("eeprom/ek1100.bin"),
+        testdata("eeprom/el2889.bin"),
+        testdata("eeprom/el2889.bin"),
+    ];
+    let mut seg = Segment::new();
+    for (i, p) in paths.iter().enumerate() {
+        let sii = crate::sii::Sii::load(std::path::Path::new(p)).expect("eeprom");
+        let mut cfg = EscConfig::for_sii(&sii);
+        cfg.drift_ppm = [0.0, 80.0, -30.0][i];
+        let app = BasicApp::from_sii(&sii);
+        seg.push(Esc::new(cfg, sii, Box::new(app)));
+    }
+    seg.set_wire_time(WireTime::realistic());
+    for (i, adp) in [0u16, 0xFFFF, 0xFFFE].into_iter().enumerate() {
+        exchange(
+            &mut seg,
+            &[(
+                APWR,
+                adp,
+                0x0010,
+                (0x1000 + i as u16).to_le_bytes().to_vec(),
+            )],
+            0,
+        );
+    }
+    let mut now = 1_000_000u64;
+    exchange(&mut seg, &[(BWR, 0, 0x0900, vec![0; 4])], now);
+    let mut epu = Vec::new();
+    let mut port = Vec::new();
+    for i in 0..3u16 {
+        let r = exchange(&mut seg, &[(FPRD, 0x1000 + i, 0x0918, vec![0; 8])], now);
+        epu.push(u64::from_le_bytes(
+            r[0].1.clone().try_into().expect("8 bytes"),
+        ));
+        let r = exchange(&mut seg, &[(FPRD, 0x1000 + i, 0x0900, vec![0; 8])], now);
+        let p0 = u32::from_le_bytes([r[0].1[0], r[0].1[1], r[0].1[2], r[0].1[3]]);
+        let p1 = u32::from_le_bytes([r[0].1[4], r[0].1[5], r[0].1[6], r[0].1[7]]);
+        port.push((p0, p1));
+    }
+    // Propagation delay of terminal i: half the loop time behind the terminals before it.
+    let mut delays = [0u64; 3];
+    for i in 1..3 {
+        let loop_before = u64::from(port[i - 1].1.wrapping_sub(port[i - 1].0));
+        let loop_here = if i + 1 < 3 {
+            u64::from(port[i].1.wrapping_sub(port[i].0))
+        } else {
+            0
+        };
+        delays[i] = delays[i - 1] + (loop_before - loop_here) / 2;
+    }
+    for i in 0..3u16 {
+        let offset = epu[0].wrapping_sub(epu[usize::from(i)]);
+        exchange(
+            &mut seg,
+            &[(FPWR, 0x1000 + i, 0x0920, offset.to_le_bytes().to_vec())],
+            now,
+        );
+        let d = delays[usize::from(i)] as u32;
+        exchange(
+            &mut seg,
+            &[(FPWR, 0x1000 + i, 0x0928, d.to_le_bytes().to_vec())],
+            now,
+        );
+    }
+    // Static drift compensation: the reference's time to everyone, once per millisecond.
+    for _ in 0..3000 {
+        now += 1_000_000;
+        exchange(&mut seg, &[(FRMW, 0x1000, 0x0910, vec![0; 8])], now);
+    }
+    for i in 1..3u16 {
+        let r = exchange(&mut seg, &[(FPRD, 0x1000 + i, 0x092C, vec![0; 4])], now);
+        let diff = u32::from_le_bytes([r[0].1[0], r[0].1[1], r[0].1[2], r[0].1[3]]) & 0x7FFF_FFFF;
+        assert!(diff < 50, "terminal {i} still {diff} ns off");
+    }
+    // System times agree when the frame passes each terminal (arrival offsets included).
+    let t: Vec<u64> = (0..3)
+        .map(|i| {
+            let at = now + seg.wire_time().arrival_offset_ns(i);
+            seg.terminal(i).expect("t").system_time(at) - seg.wire_time().arrival_offset_ns(i)
+        })
+        .collect();
+    assert!(
+        t[1].abs_diff(t[0]) < 100 && t[2].abs_diff(t[0]) < 100,
+        "{t:?}"
+    );
 }
