@@ -1,7 +1,7 @@
 //! The `ebpf!` DSL: device logic written as ordinary Rust, lowered to calls of the
 //! builder in `ferrocat_plugin_api::ebpf::builder`.
 //!
-//! The rules are in [`lower`](mod@lower) and in `docs/dsl.md`; this file is only the
+//! The rules are in the `lower` module and in `docs/dsl.md`; this file is only the
 //! proc-macro entry point.
 
 mod device;
