@@ -115,7 +115,7 @@ fn a_follower_reads_its_leaders_variable() {
         let enc = b.foreign("leader", "encoder", T::I64);
         let offset = b.device("offset", T::I64);
         let target = b.terminal("drive", "target", T::I32);
-        target.assign((enc * 3 >> 1) + offset);
+        target.assign(((enc * 3) >> 1) + offset);
         b.device("leader_seen", T::I64).assign(enc);
         b.finish().expect("builds")
     };
