@@ -42,8 +42,19 @@ fn mode() -> XdpMode {
     }
 }
 
+/// Runs the example; errors are printed as the user-facing message they carry.
 #[allow(dead_code)]
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let iface = std::env::args().nth(1).unwrap_or_else(|| "eth0".into());
     let c = Xdp::<Counter>::new()?.with_mode(mode());
     let _running = c.run(&iface)?;

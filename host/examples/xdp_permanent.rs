@@ -36,7 +36,19 @@ impl XdpProgram for Permanent {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Runs the example; errors are printed as the user-facing message they carry.
+#[allow(dead_code)]
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| -> Result<&str, Box<dyn std::error::Error>> {
         args.get(i).map(String::as_str).ok_or_else(|| {

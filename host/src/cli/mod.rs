@@ -47,6 +47,7 @@ pub mod disasm;
 pub mod reg;
 pub mod slaves;
 pub mod states;
+pub mod xdp;
 
 subcommands! {
     /// List the terminals: position, address, alias, state, identity, name.
@@ -71,6 +72,8 @@ subcommands! {
     Download(transfer::DownloadArgs) => transfer::download,
     /// Disassemble a fragment file or raw eBPF instruction bytes.
     Disasm(disasm::Args) => disasm::run,
+    /// Show or detach the XDP program of an interface (generic XDP programs).
+    Xdp(xdp::Args) => xdp::run,
 }
 
 /// `ferrocat`: an EtherCAT master for Linux.

@@ -34,7 +34,7 @@ pub enum Error {
     #[error(transparent)]
     Load(#[from] LoadError),
     /// A map could not be created or used.
-    #[error("map `{map}`: {source}")]
+    #[error("{source}")]
     Map {
         /// The map's name in the program.
         map: String,

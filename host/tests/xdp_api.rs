@@ -1,0 +1,215 @@
+//! Kernel tests of `ferrocat::xdp` beyond the examples: a verifier rejection reported
+//! with its annotated listing, generic mode, the error a process without privileges
+//! gets, and `ferrocat xdp show` / `ferrocat xdp detach`. They need root and fail
+//! without it.
+
+#[path = "../../tests/src/lib.rs"]
+#[allow(dead_code)]
+mod e2e;
+
+#[path = "../examples/xdp_counter.rs"]
+#[allow(dead_code)]
+mod counter;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use e2e::{BpffsMount, VethPair};
+use ferrocat::bpf::prog::LoadError;
+use ferrocat::bpf::xdp as kxdp;
+use ferrocat::xdp::{
+    Builder, Declare, Error, MapRef, PerCpuArray, XDP_PASS, Xdp, XdpMode, XdpProgram,
+};
+use ferrocat_plugin_api::fragment::ScalarType;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// IEEE 802 local experimental ether type 1 (IEEE Std 802-2014, 9.2.4).
+const ETH_P_802_EX1: u16 = 0x88b5;
+
+fn frames(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let mut f = vec![0u8; 60];
+            f[..6].copy_from_slice(&[0xff; 6]);
+            f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 1, i as u8]);
+            f[12..14].copy_from_slice(&ETH_P_802_EX1.to_be_bytes());
+            f
+        })
+        .collect()
+}
+
+/// Reads 8 bytes from a map whose values have 4: the verifier refuses the access.
+#[derive(Debug)]
+struct TooWide {
+    small: PerCpuArray<u32>,
+}
+
+impl XdpProgram for TooWide {
+    const NAME: &'static str = "too_wide";
+
+    fn declare(d: &mut Declare) -> Self {
+        TooWide {
+            small: d.per_cpu_array("small", 1),
+        }
+    }
+
+    fn program(&self, b: &Builder) {
+        let wrong = MapRef {
+            value: ScalarType::U64,
+            ..self.small.map_ref()
+        };
+        b.map_lookup(wrong, 0u32, |_, v| v.add_assign(1));
+        b.exit(XDP_PASS);
+    }
+}
+
+#[test]
+fn verifier_rejection_shows_the_failing_instruction_in_context() {
+    let e = Xdp::<TooWide>::new().expect_err("the verifier refuses it");
+    let Error::Load(LoadError::Rejected(v)) = &e else {
+        panic!("expected a verifier rejection, got {e}");
+    };
+    assert!(
+        v.message.contains("invalid access to map value"),
+        "{}",
+        v.message
+    );
+    let slot = v.failing_insn.expect("the log names the instruction");
+    let (fragment, _) = v.fragment.clone().expect("in a fragment");
+    assert_eq!(fragment, "too_wide");
+    // The listing marks the failing line, a load of 8 bytes through the map pointer.
+    let marked = v
+        .listing
+        .lines()
+        .find(|l| l.trim_start().starts_with('>'))
+        .unwrap_or_else(|| panic!("no marked line in\n{}", v.listing));
+    assert!(marked.contains(&format!("{slot}:")), "{marked}");
+    assert!(marked.contains("*(u64 *)(r0 +0)"), "{marked}");
+    let text = e.to_string();
+    assert!(
+        text.contains("the verifier rejected program `too_wide`"),
+        "{text}"
+    );
+    assert!(text.contains("verifier log"), "{text}");
+}
+
+#[test]
+fn generic_mode_counts_too() {
+    let _s = serial();
+    let pair = VethPair::new("xdp-generic");
+    let c = Xdp::<counter::Counter>::new()
+        .expect("load")
+        .with_mode(XdpMode::Generic);
+    let _running = c.run(pair.host()).expect("attach generic");
+    pair.send_from_peer(&frames(5)).expect("send");
+    let start = Instant::now();
+    while c.count.get().expect("read") != 5 {
+        assert!(start.elapsed() < Duration::from_secs(10), "count stuck");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(c.count.get().expect("read"), 5);
+}
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let bin = dir.join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "{} missing: run through `cargo test -p ferrocat` (it builds the examples)",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn without_privileges_the_error_names_the_capabilities() {
+    // The counter example run as nobody with every capability dropped.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(example("xdp_counter"))
+        .arg("lo")
+        .output()
+        .expect("run setpriv (util-linux)");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Operation not permitted"), "{err}");
+    assert!(err.contains("CAP_BPF"), "{err}");
+    assert!(err.contains("run as root or grant them"), "{err}");
+}
+
+fn ferrocat(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ferrocat"))
+        .args(args)
+        .output()
+        .expect("run ferrocat")
+}
+
+#[test]
+fn cli_shows_and_detaches_a_permanent_program() {
+    let _s = serial();
+    let pair = VethPair::new("xdp-cli");
+    let fs = BpffsMount::new("xdp-cli");
+    let dir = fs.path().join("maps");
+    let out = Command::new(example("xdp_permanent"))
+        .args(["attach", pair.host()])
+        .arg(&dir)
+        .output()
+        .expect("run xdp_permanent");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prog = kxdp::attached_program(pair.host())
+        .expect("query")
+        .expect("attached after the process exited");
+
+    let out = ferrocat(&["xdp", "show", pair.host()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("XDP program id {prog}, link id")),
+        "{text}"
+    );
+
+    let out = ferrocat(&["xdp", "detach", pair.host()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(kxdp::attached_program(pair.host()).expect("query"), None);
+
+    // Nothing left to detach: exit 69 (EX_UNAVAILABLE) and a message.
+    let out = ferrocat(&["xdp", "detach", pair.host()]);
+    assert_eq!(out.status.code(), Some(69));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no XDP program attached"), "{err}");
+
+    let out = ferrocat(&["xdp", "show", pair.host()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no XDP program"), "{text}");
+
+    let out = ferrocat(&["xdp", "detach", "fcnosuch0"]);
+    assert_eq!(out.status.code(), Some(66));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("interface fcnosuch0 does not exist"), "{err}");
+}
