@@ -315,9 +315,11 @@ impl SdoRequest {
     pub fn encode(&self) -> Vec<u8> {
         let body = match self {
             SdoRequest::DownloadExpedited { address, data } => {
+                // 1..=4 data bytes; an empty one is sent as one zero byte.
                 let n = data.len().clamp(1, 4);
                 let mut d = [0u8; 4];
-                d[..n].copy_from_slice(&data[..n]);
+                let copy = data.len().min(4);
+                d[..copy].copy_from_slice(&data[..copy]);
                 let bits = SIZE_INDICATED | EXPEDITED | (((4 - n) as u8) << 2) | ca_bit(address);
                 initiate(
                     command(cs::INITIATE_DOWNLOAD_OR_SEGMENT_RESP, bits),
@@ -688,6 +690,17 @@ mod tests {
         // cmd: cs 0, n = 5 (bits 1..3), c = 1.
         assert_eq!(b[2], 0x0B);
         assert_eq!(b.len(), 2 + 1 + 7);
+    }
+
+    #[test]
+    fn empty_expedited_download_does_not_panic() {
+        let b = SdoRequest::DownloadExpedited {
+            address: SdoAddress::entry(0x2000, 0),
+            data: Vec::new(),
+        }
+        .encode();
+        assert_eq!(b[2], 0x2F, "one byte indicated");
+        assert_eq!(&b[6..], &[0, 0, 0, 0]);
     }
 
     #[test]

@@ -131,6 +131,18 @@ pub enum ConfigError {
         /// For what.
         what: &'static str,
     },
+    /// The PDOs of a SyncManager need more bytes than its length register holds.
+    #[error(
+        "terminal {station:#06x}: the PDOs of SyncManager {sm} need {bytes} bytes, more than a SyncManager can hold"
+    )]
+    TooLarge {
+        /// Station address.
+        station: u16,
+        /// SyncManager number.
+        sm: u8,
+        /// Bytes needed.
+        bytes: u32,
+    },
     /// A register access failed.
     #[error("terminal {station:#06x}: {source}")]
     Register {
@@ -191,7 +203,14 @@ pub fn process_data_sync_managers(
                     sm: sm.sync_manager,
                 },
             )?;
-            let length = sm.byte_len();
+            let bytes = sm.bit_len().div_ceil(8);
+            let Ok(length) = u16::try_from(bytes) else {
+                return Err(ConfigError::TooLarge {
+                    station,
+                    sm: sm.sync_manager,
+                    bytes,
+                });
+            };
             Ok(SmRegisters {
                 index: sm.sync_manager,
                 start: s.start,

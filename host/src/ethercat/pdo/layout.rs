@@ -89,9 +89,9 @@ impl SmPdos {
         self.pdos.iter().map(Pdo::bit_len).sum()
     }
 
-    /// Bytes the SyncManager area needs.
+    /// Bytes the SyncManager area needs (saturating at the 16-bit length register).
     pub fn byte_len(&self) -> u16 {
-        self.bit_len().div_ceil(8) as u16
+        u16::try_from(self.bit_len().div_ceil(8)).unwrap_or(u16::MAX)
     }
 }
 
