@@ -332,6 +332,37 @@ mod tests {
     }
 
     #[test]
+    fn oversized_process_data_is_an_error() {
+        use super::super::layout::{Pdo, PdoEntry, SmPdos};
+        let s = sii("el2004.bin");
+        let entry = PdoEntry::from_mapping(0x7000_01FF);
+        let pdo = Pdo {
+            index: 0x1600,
+            direction: PdoDirection::Rx,
+            name: None,
+            entries: vec![entry; 255],
+        };
+        let mut layout = PdoLayout::from_sii(&s, "test");
+        layout.sync_managers = vec![SmPdos {
+            sync_manager: 0,
+            direction: PdoDirection::Rx,
+            pdos: vec![pdo; 10],
+        }];
+        let err = process_data_sync_managers(3, &s, &layout).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::TooLarge {
+                    station: 3,
+                    sm: 0,
+                    bytes: 81_282
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn fmmu_encoding() {
         let f = FmmuRegisters {
             index: 1,
