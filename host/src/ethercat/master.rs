@@ -237,6 +237,24 @@ pub fn assign_addresses(aliases: &[u16]) -> Vec<u16> {
         .collect()
 }
 
+/// Send `datagrams` in as few frames as fit; every working counter must be 1. Returns
+/// the data of each datagram, in order; the error names `step` and the first datagram
+/// that failed.
+async fn checked_batch(
+    transport: &Transport,
+    step_name: &str,
+    datagrams: Vec<DatagramRepr>,
+) -> Result<Vec<Vec<u8>>, MasterError> {
+    let replies = transport.batch(datagrams).await.map_err(step(step_name))?;
+    replies
+        .into_iter()
+        .map(|d| {
+            super::transport::expect_wkc(&d, 1).map_err(step(step_name))?;
+            Ok(d.data)
+        })
+        .collect()
+}
+
 impl Master {
     /// Count the terminals, assign station addresses, read ESC information, DL status,
     /// topology, SII and AL status. Changes no AL state.
@@ -251,52 +269,91 @@ impl Master {
             if count == 0 {
                 return Err(MasterError::NoTerminals);
             }
-            let mut aliases = Vec::with_capacity(usize::from(count));
-            for position in 0..count {
-                let a = transport
-                    .aprd(position, registers::STATION_ALIAS, 2)
-                    .await
-                    .map_err(step(format!("reading the alias of position {position}")))?;
-                aliases.push(u16::from_le_bytes([a[0], a[1]]));
-            }
+            // Aliases of all positions, as many APRDs per frame as fit.
+            let aliases: Vec<u16> = checked_batch(
+                &transport,
+                "reading the aliases (APRD 0x0012)",
+                (0..count)
+                    .map(|position| {
+                        DatagramRepr::new(
+                            Command::Aprd,
+                            Address::Position {
+                                position,
+                                register: registers::STATION_ALIAS,
+                            },
+                            vec![0; 2],
+                        )
+                    })
+                    .collect(),
+            )
+            .await?
+            .iter()
+            .map(|d| u16::from_le_bytes([d[0], d[1]]))
+            .collect();
             let stations = assign_addresses(&aliases);
-            let mut terminals = Vec::with_capacity(usize::from(count));
-            for position in 0..count {
-                let station = stations[usize::from(position)];
-                let alias = aliases[usize::from(position)];
+            for (position, station) in stations.iter().enumerate() {
                 tracing::debug!(
                     position,
                     station = format_args!("0x{station:04x}"),
-                    alias,
+                    alias = aliases[position],
                     "assigning station address"
                 );
-                transport
-                    .apwr(position, registers::STATION_ADDRESS, &station.to_le_bytes())
-                    .await
-                    .map_err(step(format!(
-                        "assigning station address 0x{station:04x} to position {position}"
-                    )))?;
-                let esc = EscInfo::parse(
-                    &transport
-                        .fprd(station, registers::TYPE, 10)
-                        .await
-                        .map_err(step(format!("reading ESC information of 0x{station:04x}")))?,
-                );
-                let dl = transport
-                    .fprd(station, registers::DL_STATUS, 2)
-                    .await
-                    .map_err(step(format!("reading DL status of 0x{station:04x}")))?;
-                let st = transport
-                    .fprd(station, registers::AL_STATUS, 2)
-                    .await
-                    .map_err(step(format!("reading AL status of 0x{station:04x}")))?;
+            }
+            checked_batch(
+                &transport,
+                "assigning station addresses (APWR 0x0010)",
+                stations
+                    .iter()
+                    .enumerate()
+                    .map(|(position, station)| {
+                        DatagramRepr::new(
+                            Command::Apwr,
+                            Address::Position {
+                                position: position as u16,
+                                register: registers::STATION_ADDRESS,
+                            },
+                            station.to_le_bytes().to_vec(),
+                        )
+                    })
+                    .collect(),
+            )
+            .await?;
+            // ESC information, DL status and AL status of every terminal.
+            let reads: Vec<DatagramRepr> = stations
+                .iter()
+                .flat_map(|&station| {
+                    [
+                        (registers::TYPE, 10),
+                        (registers::DL_STATUS, 2),
+                        (registers::AL_STATUS, 2),
+                    ]
+                    .map(|(register, len)| {
+                        DatagramRepr::new(
+                            Command::Fprd,
+                            Address::Station { station, register },
+                            vec![0; len],
+                        )
+                    })
+                })
+                .collect();
+            let data = checked_batch(
+                &transport,
+                "reading ESC information, DL status and AL status",
+                reads,
+            )
+            .await?;
+            let mut terminals = Vec::with_capacity(usize::from(count));
+            for (position, chunk) in data.chunks(3).enumerate() {
+                let [esc, dl, st] = chunk else {
+                    return Err(MasterError::Changed("a reply lost datagrams".into()));
+                };
                 terminals.push(Terminal {
-                    position,
-                    station,
-                    alias,
+                    position: position as u16,
+                    station: stations[position],
+                    alias: aliases[position],
                     identity: Identity::default(),
                     name: None,
-                    esc,
+                    esc: EscInfo::parse(esc),
                     ports: Ports {
                         dl_status: u16::from_le_bytes([dl[0], dl[1]]),
                     },
@@ -546,16 +603,60 @@ impl Master {
         .await
     }
 
+    /// Move every terminal to `state`: one broadcast write of AL control, then broadcast
+    /// reads of AL status until every terminal reports the state (the OR of all states
+    /// equals it only if all do, since no state is 0). On an error indication, a missing
+    /// terminal or a timeout, every terminal is asked and waited for on its own, which
+    /// names the terminal, acknowledges its error and reports its AL status code.
     async fn step_all(&self, state: AlState) -> Result<(), MasterError> {
+        if self
+            .terminals
+            .iter()
+            .all(|t| t.status.state() == Some(state) && !t.status.error())
+        {
+            return Ok(());
+        }
+        let n = self.terminals.len() as u16;
+        let timeout = state.default_timeout();
+        let start = tokio::time::Instant::now();
+        let wkc = self
+            .transport
+            .bwr(registers::AL_CONTROL, &(state as u16).to_le_bytes())
+            .await
+            .map_err(step(format!("requesting {state} (BWR 0x0120)")))?;
+        if wkc == n {
+            loop {
+                let (data, wkc) = self
+                    .transport
+                    .brd(registers::AL_STATUS, 2)
+                    .await
+                    .map_err(step(format!("waiting for {state} (BRD 0x0130)")))?;
+                let all = u16::from_le_bytes([data[0], data[1]]);
+                let wanted = state as u16;
+                if wkc == n && all & (registers::al::STATE_MASK | registers::al::ERROR) == wanted {
+                    tracing::debug!(elapsed = ?start.elapsed(), "all terminals reached the state");
+                    return Ok(());
+                }
+                if wkc != n || all & registers::al::ERROR != 0 || start.elapsed() >= timeout {
+                    tracing::debug!(wkc, all, "broadcast wait ends; asking each terminal");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        let remaining = timeout
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(100));
         let mut set = tokio::task::JoinSet::new();
         for t in &self.terminals {
-            if t.status.state() == Some(state) && !t.status.error() {
-                continue;
-            }
             let transport = self.transport.clone();
             let station = t.station;
             set.spawn(async move {
-                al::request(&transport, station, state, state.default_timeout()).await
+                let st = al::status(&transport, station).await?;
+                if st.state() == Some(state) && !st.error() {
+                    return Ok(());
+                }
+                al::request(&transport, station, state, remaining).await
             });
         }
         let mut first_error = None;

@@ -171,6 +171,41 @@ impl Transport {
         rx.await.map_err(|_| TransportError::Closed)?
     }
 
+    /// Send many datagrams packed into as few frames as fit, all frames in flight at
+    /// once; returns the datagrams as they came back, in the order given.
+    pub async fn batch(
+        &self,
+        datagrams: Vec<DatagramRepr>,
+    ) -> Result<Vec<DatagramRepr>, TransportError> {
+        let mut frames: Vec<Vec<DatagramRepr>> = Vec::new();
+        let mut current = Vec::new();
+        let mut len = 0;
+        for d in datagrams {
+            let l = d.wire_len();
+            if !current.is_empty() && len + l > crate::ethercat::wire::frame::MAX_DATAGRAMS_LEN {
+                frames.push(std::mem::take(&mut current));
+                len = 0;
+            }
+            len += l;
+            current.push(d);
+        }
+        if !current.is_empty() {
+            frames.push(current);
+        }
+        let mut set = tokio::task::JoinSet::new();
+        let count = frames.len();
+        for (i, frame) in frames.into_iter().enumerate() {
+            let t = self.clone();
+            set.spawn(async move { (i, t.exchange(frame).await) });
+        }
+        let mut replies: Vec<Option<Vec<DatagramRepr>>> = vec![None; count];
+        while let Some(done) = set.join_next().await {
+            let (i, reply) = done.map_err(|_| TransportError::Closed)?;
+            replies[i] = Some(reply?);
+        }
+        Ok(replies.into_iter().flatten().flatten().collect())
+    }
+
     /// One datagram of `command` at `address` carrying `data`; returns the datagram
     /// that came back.
     pub async fn datagram(

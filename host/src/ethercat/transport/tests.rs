@@ -236,3 +236,32 @@ async fn link_failure_fails_waiting_transactions() {
     );
     drop(from_master);
 }
+
+#[tokio::test(start_paused = true)]
+async fn batch_packs_frames_and_keeps_order() {
+    let (link, mem) = fake_bus(1, 0);
+    mem.lock().unwrap()[0][0x10] = 0x01;
+    for i in 0..400usize {
+        mem.lock().unwrap()[0][0x2000 + i] = (i * 7) as u8;
+    }
+    let t = Transport::spawn(link, config(Policy::default()));
+    // 400 datagrams of 13 bytes: more than one frame holds.
+    let datagrams: Vec<DatagramRepr> = (0..400u16)
+        .map(|i| {
+            DatagramRepr::new(
+                Command::Fprd,
+                Address::Station {
+                    station: 1,
+                    register: 0x2000 + i,
+                },
+                vec![0],
+            )
+        })
+        .collect();
+    let reply = t.batch(datagrams).await.unwrap();
+    assert_eq!(reply.len(), 400);
+    for (i, d) in reply.iter().enumerate() {
+        assert_eq!(d.data, vec![(i * 7) as u8], "datagram {i} in order");
+        assert_eq!(d.wkc, 1);
+    }
+}
