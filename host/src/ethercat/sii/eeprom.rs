@@ -250,12 +250,13 @@ impl<'a, T: StationIo + ?Sized> Eeprom<'a, T> {
         self.wait_idle(word, self.options.read_timeout).await?;
         let mut last_ctl = 0;
         for _ in 0..self.options.attempts.max(1) {
+            // Command and address in one datagram (0x0502..0x0507): the ESC starts the
+            // command at the end of the frame, with the address already in place.
+            let mut cmd = [0u8; 6];
+            cmd[..2].copy_from_slice(&control::CMD_READ.to_le_bytes());
+            cmd[2..].copy_from_slice(&word.to_le_bytes());
             self.io
-                .write_checked(self.station, REG_EEPROM_ADDRESS, &word.to_le_bytes())
-                .await
-                .map_err(|e| self.reg_err(e))?;
-            self.io
-                .write_u16(self.station, REG_EEPROM_CONTROL, control::CMD_READ)
+                .write_checked(self.station, REG_EEPROM_CONTROL, &cmd)
                 .await
                 .map_err(|e| self.reg_err(e))?;
             let regs = self.wait_idle(word, self.options.read_timeout).await?;
