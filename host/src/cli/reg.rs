@@ -2,7 +2,9 @@
 
 use super::{CliError, Context, Exit, TerminalSelector, parse_u16, parse_u64};
 use crate::ethercat::registers;
+use crate::ethercat::transport::expect_wkc;
 use crate::ethercat::wire::frame::MAX_DATAGRAM_DATA;
+use crate::ethercat::wire::{Address, Command, DatagramRepr};
 
 /// Read or write ESC registers.
 ///
@@ -254,9 +256,27 @@ async fn read(args: ReadArgs, ctx: &mut Context) -> Result<(), CliError> {
         .collect();
     let transport = master.transport().clone();
     let mut rows = Vec::new();
-    for (position, station) in targets {
-        let data = transport.fprd(station, address, len).await?;
-        rows.push((position, station, data));
+    // One FPRD per terminal, packed into as few frames as fit.
+    let replies = transport
+        .batch(
+            targets
+                .iter()
+                .map(|&(_, station)| {
+                    DatagramRepr::new(
+                        Command::Fprd,
+                        Address::Station {
+                            station,
+                            register: address,
+                        },
+                        vec![0; len],
+                    )
+                })
+                .collect(),
+        )
+        .await?;
+    for ((position, station), reply) in targets.into_iter().zip(replies) {
+        expect_wkc(&reply, 1)?;
+        rows.push((position, station, reply.data));
     }
     let single = args.select.is_set() && rows.len() == 1;
     let out = ctx.out();
