@@ -44,8 +44,9 @@ fn mode() -> XdpMode {
 
 /// Runs the example; errors are printed as the user-facing message they carry.
 #[allow(dead_code)]
-fn main() -> std::process::ExitCode {
-    match run() {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -54,12 +55,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let iface = std::env::args().nth(1).unwrap_or_else(|| "eth0".into());
     let c = Xdp::<Counter>::new()?.with_mode(mode());
     let _running = c.run(&iface)?;
     for _ in 0..10 {
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
         println!("number of packets: {}", c.count.get()?);
     }
     Ok(())

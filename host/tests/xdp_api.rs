@@ -213,3 +213,79 @@ fn cli_shows_and_detaches_a_permanent_program() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("interface fcnosuch0 does not exist"), "{err}");
 }
+
+#[test]
+fn a_panic_in_the_business_logic_detaches() {
+    let _s = serial();
+    let pair = VethPair::new("xdp-panic");
+    let c = Xdp::<counter::Counter>::new().expect("load");
+    let host = pair.host().to_string();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _running = c.run(&host).expect("attach");
+        assert!(kxdp::attached_program(&host).expect("query").is_some());
+        panic!("business logic failed");
+    }));
+    assert!(r.is_err());
+    assert_eq!(kxdp::attached_program(pair.host()).expect("query"), None);
+}
+
+#[test]
+fn handles_can_move_to_other_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Xdp<counter::Counter>>();
+    send_sync::<Xdp<TooWide>>();
+}
+
+/// The hash example's map name with 4-byte keys instead of 2.
+#[derive(Debug)]
+struct WideKeys {
+    counts: ferrocat::xdp::HashMap<u32, u64>,
+}
+
+impl XdpProgram for WideKeys {
+    const NAME: &'static str = "wide_keys";
+
+    fn declare(d: &mut Declare) -> Self {
+        WideKeys {
+            counts: d.hash_map("counts", 1024),
+        }
+    }
+
+    fn program(&self, b: &Builder) {
+        self.counts.add(b, 1u32, 1u32);
+    }
+}
+
+#[path = "../examples/xdp_hash.rs"]
+#[allow(dead_code)]
+mod hash;
+
+#[test]
+fn pins_of_another_layout_are_refused_and_pins_are_removed_by_their_owner() {
+    let _s = serial();
+    let pair = VethPair::new("xdp-pins");
+    let fs = BpffsMount::new("xdp-pins");
+    let dir = fs.path().join("per_type");
+    let c = Xdp::<hash::PerEtherType>::new().expect("load");
+    c.attach(pair.host()).expect("attach");
+    c.pin_maps(&dir).expect("pin");
+    assert!(dir.join("counts").exists() && dir.join("link").exists());
+
+    let e = Xdp::<WideKeys>::load_maps(&dir).expect_err("other key size");
+    assert!(matches!(e, Error::PinnedLayout { .. }), "{e}");
+    assert!(e.to_string().contains("2-byte keys, not 4"), "{e}");
+
+    // The same data through the right type.
+    let other = Xdp::<hash::PerEtherType>::load_maps(&dir).expect("open pins");
+    other.counts.insert(0x1234, 5).expect("insert");
+    assert_eq!(c.counts.get(0x1234).expect("get"), Some(5));
+    drop(other);
+
+    // The instance that pinned detaches and unpins: nothing is left.
+    c.detach(pair.host()).expect("detach");
+    c.unpin_maps().expect("unpin");
+    assert_eq!(kxdp::attached_program(pair.host()).expect("query"), None);
+    assert!(!dir.exists());
+    let e = c.detach(pair.host()).expect_err("nothing attached");
+    assert!(matches!(e, Error::NotAttached { .. }), "{e}");
+}

@@ -164,7 +164,8 @@ pub struct Xdp<P> {
     prog: OnceLock<Program>,
     link: Mutex<Option<XdpLink>>,
     mode: XdpMode,
-    pins: Option<Bpffs>,
+    /// The pin directory: of `load_maps`, or of this instance's `pin_maps`.
+    pins: OnceLock<Bpffs>,
 }
 
 impl<P> std::fmt::Debug for Xdp<P> {
@@ -283,8 +284,8 @@ impl<P: XdpProgram> Xdp<P> {
     /// kernel if this instance is attached or run.
     pub fn load_maps(dir: impl AsRef<Path>) -> Result<Xdp<P>, Error> {
         let fs = Bpffs::at(dir.as_ref())?;
-        let mut x = Xdp::<P>::prepare(Source::Pinned(&fs))?;
-        x.pins = Some(fs);
+        let x = Xdp::<P>::prepare(Source::Pinned(&fs))?;
+        let _ = x.pins.set(fs);
         Ok(x)
     }
 
@@ -336,7 +337,7 @@ impl<P: XdpProgram> Xdp<P> {
             prog: OnceLock::new(),
             link: Mutex::new(None),
             mode: XdpMode::Native,
-            pins: None,
+            pins: OnceLock::new(),
         })
     }
 
@@ -393,7 +394,7 @@ impl<P: XdpProgram> Xdp<P> {
     }
 
     /// Pins the maps (and the link of [`attach`](Self::attach), if attached) in the
-    /// directory `dir`, created on a bpffs (`/sys/fs/bpf/NAME`, mounting bpffs there if
+    /// new directory `dir`, created on a bpffs (`/sys/fs/bpf/NAME`, mounting bpffs there if
     /// needed, or any directory on a bpffs): they outlive this process. Returns `dir`.
     pub fn pin_maps(&self, dir: impl AsRef<Path>) -> Result<PathBuf, Error> {
         let dir = dir.as_ref();
@@ -421,6 +422,7 @@ impl<P: XdpProgram> Xdp<P> {
         if let Some(link) = self.lock_link().as_ref() {
             link.pin(&inner, LINK_PIN)?;
         }
+        let _ = self.pins.set(inner);
         Ok(path)
     }
 
@@ -430,12 +432,12 @@ impl<P: XdpProgram> Xdp<P> {
     pub fn detach(&self, iface: &str) -> Result<(), Error> {
         if let Some(link) = self.lock_link().take() {
             link.detach()?;
-            if let Some(fs) = &self.pins {
+            if let Some(fs) = self.pins.get() {
                 fs.unpin(LINK_PIN)?;
             }
             return Ok(());
         }
-        if let Some(fs) = &self.pins
+        if let Some(fs) = self.pins.get()
             && fs.path(LINK_PIN)?.exists()
         {
             let link = XdpLink::open_pinned(&fs.path(LINK_PIN)?)?;
@@ -453,10 +455,11 @@ impl<P: XdpProgram> Xdp<P> {
         }
     }
 
-    /// Removes the pins of [`load_maps`](Self::load_maps)'s directory (maps and link)
-    /// and the directory itself. The maps live on while a program uses them.
+    /// Removes the pins of [`load_maps`](Self::load_maps)'s (or
+    /// [`pin_maps`](Self::pin_maps)'s) directory, maps and link, and the directory
+    /// itself. The maps live on while a program uses them.
     pub fn unpin_maps(&self) -> Result<(), Error> {
-        let Some(fs) = &self.pins else {
+        let Some(fs) = self.pins.get() else {
             return Ok(());
         };
         fs.unpin(LINK_PIN)?;
