@@ -259,3 +259,21 @@ async fn aliases_become_station_addresses() {
     assert_eq!(got, vec![(0, 0x1001), (0x1002, 0x1002), (0x0300, 0x0300)]);
     assert_eq!(m.terminals()[2].identity.product_code, 0x0B0C3052);
 }
+
+#[tokio::test]
+async fn watchdogs_are_configured_in_100_us_units() {
+    let (t, bus) = sim_transport(&REFERENCE[..3], 7);
+    let m = Master::scan(t, &ScanOptions { read_sii: false })
+        .await
+        .expect("scan");
+    m.configure_watchdogs(std::time::Duration::from_millis(50))
+        .await
+        .expect("watchdogs");
+    let seg = bus.segment();
+    for i in 0..3 {
+        let esc = seg.terminal(i).expect("terminal");
+        let word = |a: u16| u16::from_le_bytes([esc.peek(a), esc.peek(a + 1)]);
+        assert_eq!(word(registers::WATCHDOG_DIVIDER), 2498, "100 us units");
+        assert_eq!(word(registers::WATCHDOG_TIME_PROCESS_DATA), 500, "50 ms");
+    }
+}

@@ -803,6 +803,21 @@ impl Master {
         .await
     }
 
+    /// Set the process-data (SyncManager) watchdog of every terminal to `time`
+    /// (`Duration::ZERO` disables it): a terminal in OP whose outputs are not refreshed
+    /// within `time` falls back to SAFE-OP with AL status code 0x001B.
+    pub async fn configure_watchdogs(&self, time: Duration) -> Result<(), MasterError> {
+        let span = tracing::info_span!("watchdogs", ?time);
+        async move {
+            for t in &self.terminals {
+                al::configure_watchdog(&self.transport, t.station, time).await?;
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
     /// Read the 64-bit system time of terminal `station`.
     pub async fn read_system_time(&self, station: u16) -> Result<u64, MasterError> {
         let b = self
