@@ -277,3 +277,22 @@ async fn watchdogs_are_configured_in_100_us_units() {
         assert_eq!(word(registers::WATCHDOG_TIME_PROCESS_DATA), 500, "50 ms");
     }
 }
+
+#[tokio::test]
+async fn damaged_eeproms_do_not_stop_the_scan() {
+    let (t, _bus) = sim_transport(&["ek1100", "akd-null-strings", "hbm-clipx"], 8);
+    let m = Master::scan(t, &ScanOptions::default())
+        .await
+        .expect("scan");
+    assert_eq!(m.terminals().len(), 3);
+    let akd = &m.terminals()[1];
+    assert_eq!(
+        akd.identity.vendor_id, 0x6A,
+        "identity read despite damaged strings"
+    );
+    assert_eq!(akd.identity.product_code, 0x00414B44);
+    assert_eq!(akd.name, None, "its strings section is damaged");
+    let clipx = &m.terminals()[2];
+    assert_eq!(clipx.identity.vendor_id, 0x11D);
+    assert_eq!(clipx.name.as_deref(), Some("ClipX"));
+}
