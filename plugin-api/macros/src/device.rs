@@ -126,6 +126,15 @@ impl Parse for FieldDef {
             let (kind, args) = parse_var(input)?;
             input.parse::<Token![>]>()?;
             FieldSpec::OptionalVar { kind, args }
+        } else if input.peek(Ident) && input.peek2(syn::token::Paren) {
+            let kind: Ident = input.parse()?;
+            return Err(syn::Error::new_spanned(
+                &kind,
+                format!(
+                    "device!: unknown declaration `{kind}(..)`: expected terminal, \
+                     optional_terminal, device, foreign or local"
+                ),
+            ));
         } else {
             let ty: Type = input.parse()?;
             if mentions_builder_lifetime(&ty) {
@@ -374,6 +383,12 @@ mod tests {
         let out = expand(quote! { struct M { v: device("a", "b", I64) } }).to_string();
         assert!(out.contains("compile_error"), "{out}");
         assert!(out.contains("`device` takes 1 argument"), "{out}");
+    }
+
+    #[test]
+    fn unknown_declarations_are_named() {
+        let out = expand(quote! { struct M { v: termnal("stepper", I16) } }).to_string();
+        assert!(out.contains("unknown declaration `termnal(..)`"), "{out}");
     }
 
     #[test]
