@@ -464,3 +464,15 @@ fn errors_become_compile_error() {
     assert!(out.contains("compile_error"), "{out}");
     assert!(out.contains("`while` loop is not allowed"), "{out}");
 }
+
+#[test]
+fn a_generation_time_bool_uses_a_pattern() {
+    check(
+        quote! { b => if let true = self.limitless { x = 0; } else if x > 0 { x = 1; } },
+        quote! {
+            if let true = self.limitless { x.assign(0); } else {
+                b.if_(x.gt(0), |__ebpf_b| { x.assign(1); });
+            }
+        },
+    );
+}
