@@ -85,7 +85,8 @@ const LD_IMM64: u8 = 0x18;
 
 /// A generic XDP program: its variables and maps, and the code that uses them.
 pub trait XdpProgram: Sized {
-    /// The program's name (the kernel keeps 15 characters of `[A-Za-z0-9_]`).
+    /// The program's name (the kernel keeps 15 characters of `[A-Za-z0-9_]`; others
+    /// become `_`).
     const NAME: &'static str;
 
     /// Declares the program's variables and maps, returning the program with its
@@ -353,7 +354,8 @@ impl<P: XdpProgram> Xdp<P> {
             return Ok(p);
         }
         let map = self.linked.bpf_source_map();
-        let opts = LoadOptions::xdp(P::NAME).with_source_map(&map);
+        let name = kernel_name(P::NAME).replace('.', "_");
+        let opts = LoadOptions::xdp(&name).with_source_map(&map);
         let p = Program::load(&self.linked.insns, &opts)?;
         Ok(self.prog.get_or_init(|| p))
     }
@@ -562,3 +564,6 @@ pub fn listing<P: XdpProgram>(globals_fd: i32) -> Result<String, Error> {
     })?;
     Ok(linked.listing())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+//! Unit tests of `ferrocat::xdp` on the bpf layer's fake kernel (no root needed): what
+//! is loaded, map loads restored after linking, host access, and errors.
+
+use super::*;
+use crate::bpf::sys::{FakeKernel, use_fake};
+use ferrocat_plugin_api::ebpf::insn::RawInsn;
+use ferrocat_plugin_api::fragment::{ScalarType, VarType};
+
+#[derive(Debug)]
+struct Count {
+    count: Global<u64>,
+    small: Global<u16>,
+}
+
+impl XdpProgram for Count {
+    const NAME: &'static str = "count";
+    fn declare(d: &mut Declare) -> Self {
+        Count {
+            count: d.global("count"),
+            small: d.global("small"),
+        }
+    }
+    fn program(&self, b: &Builder) {
+        self.count.var(b).atomic_add(1u32);
+        b.exit(XDP_PASS);
+    }
+}
+
+#[derive(Debug)]
+struct PerType {
+    counts: HashMap<u16, u64>,
+}
+
+impl XdpProgram for PerType {
+    const NAME: &'static str = "per-type!";
+    fn declare(d: &mut Declare) -> Self {
+        PerType {
+            counts: d.hash_map("counts per type", 64),
+        }
+    }
+    fn program(&self, b: &Builder) {
+        let et = b.packet(12, VarType::be(ScalarType::U16));
+        self.counts.add(b, et, 1u32);
+    }
+}
+
+fn bytes(insns: &[RawInsn]) -> Vec<u8> {
+    insns.iter().flat_map(|i| i.to_bytes()).collect()
+}
+
+#[test]
+fn the_linked_program_is_what_is_loaded_and_globals_are_shared_memory() {
+    let fake = FakeKernel::new(2);
+    let _g = use_fake(fake.clone());
+    let x = Xdp::<Count>::new().expect("load on the fake");
+    let loads = fake.loads();
+    assert_eq!(loads.len(), 1);
+    assert_eq!(loads[0].name, "count");
+    assert_eq!(loads[0].insns, bytes(&x.linked().insns));
+    // Both globals exist even though the program uses only one; each is placed
+    // naturally aligned in declaration order.
+    let block = &x.linked().variables;
+    assert_eq!(block.offset("", "count"), Some(0));
+    assert_eq!(block.offset("", "small"), Some(8));
+    x.count.set(41).expect("set");
+    assert_eq!(x.count.fetch_add(1).expect("add"), 41);
+    assert_eq!(x.count.get().expect("get"), 42);
+    x.small.set(0xbeef).expect("set");
+    assert_eq!(x.small.get().expect("get"), 0xbeef);
+    assert_eq!(x.count.get().expect("get"), 42, "no overlap");
+}
+
+#[test]
+fn map_loads_survive_linking_with_the_map_descriptor() {
+    let fake = FakeKernel::new(2);
+    let _g = use_fake(fake.clone());
+    let x = Xdp::<PerType>::new().expect("load on the fake");
+    let fd = x.counts.map_ref().fd;
+    assert!(fd >= 0);
+    let loads: Vec<&RawInsn> = x
+        .linked()
+        .insns
+        .iter()
+        .filter(|i| i.code == LD_IMM64 && i.src() == BPF_PSEUDO_MAP_FD)
+        .collect();
+    assert_eq!(loads.len(), 3, "lookup, insert, lookup again");
+    assert!(loads.iter().all(|i| i.imm == fd && i.dst() == 1));
+    // No other 64-bit constant carries the descriptor: none was left as a constant.
+    let plain = x
+        .linked()
+        .insns
+        .iter()
+        .filter(|i| i.code == LD_IMM64 && i.src() == 0)
+        .count();
+    assert_eq!(plain, 0);
+    // Map names are made kernel-safe; the handle keeps the program's name.
+    assert_eq!(x.counts.map_ref().key, ScalarType::U16);
+    let name = x.decl.maps[0].get().expect("map").name().to_string();
+    assert_eq!(name, "counts_per_type");
+    assert_eq!(
+        fake.loads()[0].name,
+        "per_type_",
+        "a name the kernel accepts"
+    );
+}
+
+#[derive(Debug)]
+struct BadAdd {
+    narrow: HashMap<u16, u16>,
+}
+
+impl XdpProgram for BadAdd {
+    const NAME: &'static str = "bad_add";
+    fn declare(d: &mut Declare) -> Self {
+        BadAdd {
+            narrow: d.hash_map("narrow", 4),
+        }
+    }
+    fn program(&self, b: &Builder) {
+        self.narrow.add(b, 1u32, 1u32);
+    }
+}
+
+#[test]
+fn builder_errors_name_the_program_and_the_statement() {
+    let fake = FakeKernel::new(1);
+    let _g = use_fake(fake.clone());
+    let e = Xdp::<BadAdd>::new().expect_err("u16 values cannot be added atomically");
+    let text = e.to_string();
+    assert!(matches!(e, Error::Build { .. }), "{text}");
+    assert!(text.starts_with("building XDP program `bad_add`"), "{text}");
+    assert!(text.contains("4- or 8-byte"), "{text}");
+    assert!(text.contains("tests.rs"), "names where: {text}");
+    assert!(fake.loads().is_empty(), "nothing loaded");
+}
+
+#[test]
+fn host_access_before_loading_says_so() {
+    let mut d = Declare::default();
+    let c = Count::declare(&mut d);
+    let e = c.count.get().expect_err("not loaded");
+    assert!(matches!(e, Error::NotLoaded { .. }), "{e}");
+    let p = PerType::declare(&mut d);
+    let e = p.counts.get(1).expect_err("not loaded");
+    assert_eq!(
+        e.to_string(),
+        "map `counts per type` is not loaded; create the program first"
+    );
+}
+
+#[test]
+fn listing_needs_no_kernel() {
+    let text = listing::<PerType>(3).expect("listing");
+    assert!(text.starts_with("; <prologue>\n"), "{text}");
+    assert!(text.contains("; per-type!\n"), "{text}");
+    assert!(text.contains("r1 = map[fd:-1]"), "{text}");
+    assert!(text.contains("lock *(u64 *)(r0 +0) += r1"), "{text}");
+}
