@@ -358,3 +358,28 @@ fn every_master_subcommand_teaches_with_examples() {
         );
     }
 }
+
+#[tokio::test]
+async fn states_boot_uses_the_bootstrap_mailbox() {
+    let (out, result, bus) = ferrocat(&["states", "-p", "6", "BOOT"]).await;
+    result.expect("EL7041 to BOOT");
+    assert_eq!(out.trim(), "6    0x1007 BOOT");
+    let bus = bus.expect("bus opened");
+    let seg = bus.segment();
+    let el7041 = seg.terminal(6).expect("EL7041");
+    let sm0 = &el7041.sm_configs()[0];
+    // The EL7041's SII: bootstrap receive mailbox at 0x1000, 244 bytes.
+    assert_eq!((sm0.start, sm0.length), (0x1000, 244));
+}
+
+#[tokio::test]
+async fn states_preop_uses_the_standard_mailbox() {
+    let (out, result, bus) = ferrocat(&["states", "-p", "6", "PREOP"]).await;
+    result.expect("EL7041 to PRE-OP");
+    assert_eq!(out.trim(), "6    0x1007 PREOP");
+    let bus = bus.expect("bus opened");
+    let seg = bus.segment();
+    let sm0 = &seg.terminal(6).expect("EL7041").sm_configs()[0];
+    // The EL7041's SII: standard receive mailbox at 0x1000, 128 bytes.
+    assert_eq!((sm0.start, sm0.length), (0x1000, 128));
+}

@@ -41,11 +41,14 @@ pub async fn run(args: Args, ctx: &mut Context) -> Result<(), CliError> {
             .iter()
             .map(|t| t.station)
             .collect();
-        if matches!(args.state, AlState::PreOp | AlState::Boot) {
-            master.configure_mailboxes().await?;
-        }
-        for station in stations {
-            al::transition(master.transport(), station, args.state).await?;
+        for &station in &stations {
+            let from = al::status(master.transport(), station).await?;
+            for step in al::path(from.state().unwrap_or(AlState::Init), args.state) {
+                if matches!(step, AlState::PreOp | AlState::Boot) {
+                    master.configure_mailboxes_of(step, &[station]).await?;
+                }
+                al::request(master.transport(), station, step, step.default_timeout()).await?;
+            }
         }
         master.refresh_status().await?;
     } else {

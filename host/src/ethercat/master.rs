@@ -452,12 +452,44 @@ impl Master {
     /// Configure the mailbox SyncManagers (SM0 receive, SM1 send) of every terminal whose
     /// SII describes a mailbox, as needed before PRE-OP (ETG.1000.6 §5.6.1).
     pub async fn configure_mailboxes(&self) -> Result<(), MasterError> {
+        self.configure_mailboxes_for(AlState::PreOp).await
+    }
+
+    /// Configure the mailbox SyncManagers for `state`: the bootstrap mailbox (SII words
+    /// 0x14..0x17) before BOOT, the standard mailbox (words 0x18..0x1B) otherwise.
+    pub async fn configure_mailboxes_for(&self, state: AlState) -> Result<(), MasterError> {
+        self.configure_mailboxes_of(state, &[]).await
+    }
+
+    /// [`Master::configure_mailboxes_for`] for the terminals `stations` (all if empty).
+    pub async fn configure_mailboxes_of(
+        &self,
+        state: AlState,
+        stations: &[u16],
+    ) -> Result<(), MasterError> {
         for t in &self.terminals {
+            if !stations.is_empty() && !stations.contains(&t.station) {
+                continue;
+            }
             let Some(sii) = &t.sii else { continue };
-            let sms = pdo::mailbox_sync_managers(sii);
+            let mut sms = pdo::mailbox_sync_managers(sii);
+            if state == AlState::Boot {
+                let (rx, tx) = (
+                    sii.header.bootstrap_rx_mailbox,
+                    sii.header.bootstrap_tx_mailbox,
+                );
+                if rx.size == 0 || tx.size == 0 {
+                    continue;
+                }
+                for (sm, area) in sms.iter_mut().zip([rx, tx]) {
+                    sm.start = area.offset;
+                    sm.length = area.size;
+                }
+            }
             if sms.is_empty() {
                 continue;
             }
+            tracing::debug!(station = t.station, %state, "mailbox SyncManagers");
             pdo::write_sync_managers(&self.transport, t.station, &sms).await?;
         }
         Ok(())
@@ -577,7 +609,7 @@ impl Master {
             }
             for s in path {
                 if matches!(s, AlState::PreOp | AlState::Boot) {
-                    self.configure_mailboxes().await?;
+                    self.configure_mailboxes_for(s).await?;
                 }
                 if s == AlState::SafeOp && from.rank() < 2 {
                     self.configure_process_data(DEFAULT_LOGICAL_START).await?;
