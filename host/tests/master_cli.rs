@@ -383,3 +383,65 @@ async fn states_preop_uses_the_standard_mailbox() {
     // The EL7041's SII: standard receive mailbox at 0x1000, 128 bytes.
     assert_eq!((sm0.start, sm0.length), (0x1000, 128));
 }
+
+#[tokio::test]
+async fn global_capture_records_any_subcommand() {
+    let dir = std::env::temp_dir().join(format!("ferrocat-master-cli-g-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("reg.pcapng");
+    let p = path.to_str().unwrap().to_owned();
+    let (out, result, _) =
+        ferrocat(&["--capture", &p, "reg", "read", "--broadcast", "AL_STATUS"]).await;
+    result.expect("reg read with capture");
+    assert_eq!(out.trim(), "0x0001 (1) (working counter 7)");
+    let bytes = std::fs::read(&path).expect("capture written");
+    let mut reader = pcap_file::pcapng::PcapNgReader::new(&bytes[..]).expect("pcapng");
+    let mut frames = Vec::new();
+    while let Some(block) = reader.next_block() {
+        if let pcap_file::pcapng::Block::EnhancedPacket(epb) = block.expect("block") {
+            frames.push(epb.data.to_vec());
+        }
+    }
+    // One BRD of 0x0130 and its reply.
+    assert_eq!(frames.len(), 2);
+    let reply = ferrocat::ethercat::wire::FrameRepr::parse_bytes(&frames[1]).expect("EtherCAT");
+    assert_eq!(
+        reply.datagrams[0].command,
+        ferrocat::ethercat::wire::Command::Brd
+    );
+    assert_eq!(reply.datagrams[0].wkc, 7);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn diag_clear_resets_the_counters() {
+    let buf = Buf::default();
+    let handle: Arc<Mutex<Option<BusHandle>>> = Arc::default();
+    let h = handle.clone();
+    let opener: LinkOpener = Box::new(move |_| {
+        let (link, bus) = sim_link(&REFERENCE);
+        // Two invalid frames on port 0 of the EL2004 before the master looks.
+        if let Some(t) = bus.segment().terminal_mut(1) {
+            t.count_rx_error(0);
+            t.count_rx_error(0);
+        }
+        *h.lock().unwrap() = Some(bus);
+        Ok(boxed(link))
+    });
+    execute(
+        [
+            "ferrocat", "-i", "sim0", "--json", "diag", "-p", "1", "--clear",
+        ],
+        Box::new(buf.clone()),
+        opener,
+    )
+    .await
+    .expect("diag --clear");
+    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(v["ports"][0]["invalid_frames"], 2, "{out}");
+    assert_eq!(v["ports"][0]["rx_errors"], 0, "{out}");
+    let bus = handle.lock().unwrap().take().expect("bus");
+    let seg = bus.segment();
+    assert_eq!(seg.terminal(1).expect("EL2004").peek(0x0300), 0, "cleared");
+}
