@@ -38,15 +38,15 @@ macro_rules! subcommands {
 
 // One `mod` line per subcommand file.
 pub mod capture;
-pub mod pdos;
-pub mod sdos;
-pub mod sii;
-pub mod transfer;
 pub mod diag;
 pub mod disasm;
+pub mod pdos;
 pub mod reg;
+pub mod sdos;
+pub mod sii;
 pub mod slaves;
 pub mod states;
+pub mod transfer;
 pub mod xdp;
 
 subcommands! {
