@@ -3,6 +3,7 @@
 
 use super::error::{LinkError, LinkErrorKind};
 use ferrocat_plugin_api::fragment::{Fragment, ScalarType, VarKind, VarType};
+use std::collections::HashMap;
 
 /// One device variable placed in the block.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,12 +51,16 @@ impl VariableBlock {
         let mut block = VariableBlock::default();
         let mut errors = Vec::new();
         let mut end = 0u32;
+        let mut placed: HashMap<(&str, &str), usize> = HashMap::new();
         for (device, fragment) in devices {
             for decl in &fragment.vars {
                 if decl.kind != VarKind::Device {
                     continue;
                 }
-                if let Some(prev) = block.get(device, &decl.name) {
+                if let Some(prev) = placed
+                    .get(&(device, decl.name.as_str()))
+                    .map(|&i| &block.vars[i])
+                {
                     if prev.ty.scalar != decl.ty.scalar {
                         errors.push(LinkError {
                             fragment: fragment.name.clone(),
@@ -73,6 +78,7 @@ impl VariableBlock {
                 let size = decl.ty.scalar.memory_bytes();
                 let offset = end.next_multiple_of(size);
                 end = offset + size;
+                placed.insert((device, decl.name.as_str()), block.vars.len());
                 block.vars.push(PlacedVariable {
                     device: device.to_string(),
                     name: decl.name.clone(),
@@ -87,6 +93,27 @@ impl VariableBlock {
         } else {
             Err(errors)
         }
+    }
+}
+
+/// Lookup of placed variables by (device, name), for linking many fragments.
+pub(crate) struct BlockIndex<'a>(HashMap<(&'a str, &'a str), &'a PlacedVariable>);
+
+impl<'a> BlockIndex<'a> {
+    /// Indexes `block`.
+    pub(crate) fn new(block: &'a VariableBlock) -> BlockIndex<'a> {
+        BlockIndex(
+            block
+                .vars
+                .iter()
+                .map(|v| ((v.device.as_str(), v.name.as_str()), v))
+                .collect(),
+        )
+    }
+
+    /// The placed variable `name` of `device`.
+    pub(crate) fn get(&self, device: &str, name: &str) -> Option<&'a PlacedVariable> {
+        self.0.get(&(device, name)).copied()
     }
 }
 

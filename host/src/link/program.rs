@@ -1,7 +1,7 @@
 //! Whole programs: the prologue, the linked fragments and the epilogue of a sync
 //! group's program or of a standalone (generic XDP) program.
 
-use super::block::VariableBlock;
+use super::block::{BlockIndex, VariableBlock};
 use super::error::{LinkError, LinkErrorKind, LinkErrors};
 use super::input::{GroupDevice, GroupLink, StandaloneLink, XDP_PASS};
 use super::resolve::{Env, Resolved, jump_offset, resolve, set_jump_offset};
@@ -303,6 +303,7 @@ pub fn link_group(group: &GroupLink) -> Result<LinkedProgram, LinkErrors> {
         }
     };
     let names: Vec<&str> = group.devices.iter().map(|d| d.name.as_str()).collect();
+    let index = BlockIndex::new(&block);
     let mut resolved = Vec::new();
     for d in &group.devices {
         let env = Env {
@@ -310,7 +311,7 @@ pub fn link_group(group: &GroupLink) -> Result<LinkedProgram, LinkErrors> {
             terminals: &d.terminals,
             device_links: &d.device_links,
             group: &names,
-            block: &block,
+            block: &index,
             allowed_helpers: Some(&helper::ALLOWED),
             standalone: false,
             has_map: true,
@@ -383,12 +384,13 @@ pub fn link_standalone(program: &StandaloneLink) -> Result<LinkedProgram, LinkEr
         }
     };
     let no_links = Default::default();
+    let index = BlockIndex::new(&block);
     let env = Env {
         device: "",
         terminals: &program.terminals,
         device_links: &no_links,
         group: &[""],
-        block: &block,
+        block: &index,
         allowed_helpers: program.allowed_helpers.as_deref(),
         standalone: true,
         has_map: program.variable_map_fd.is_some(),

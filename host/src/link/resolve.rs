@@ -2,7 +2,7 @@
 //! variables and relocations, removes the `Optional` regions of unconnected links and
 //! re-targets the jumps that cross them.
 
-use super::block::{VariableBlock, type_name};
+use super::block::{BlockIndex, type_name};
 use super::error::{LinkError, LinkErrorKind};
 use super::input::{TerminalLayout, VariableAddress};
 use ferrocat_plugin_api::ebpf::insn::{AluOp, AtomicOp, Insn, RawInsn, Reg, Src};
@@ -25,8 +25,8 @@ pub(crate) struct Env<'a> {
     pub device_links: &'a BTreeMap<String, String>,
     /// Names of every device of the program.
     pub group: &'a [&'a str],
-    /// The program's variable block.
-    pub block: &'a VariableBlock,
+    /// The program's variable block, indexed.
+    pub block: &'a BlockIndex<'a>,
     /// Helpers allowed; `None`: any.
     pub allowed_helpers: Option<&'a [i32]>,
     /// Linking a standalone program (one fragment, may set a verdict).
