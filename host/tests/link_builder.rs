@@ -207,7 +207,7 @@ fn standalone_builder_program_returns_its_verdicts() {
         b.finish().expect("builds")
     };
     assert!(f.sets_verdict);
-    let block = VariableBlock::place([("", &f)]).expect("block");
+    let block = standalone_variable_block(&f).expect("block");
     let map = Map::create(&MapSpec::mmapable_array("ferrocat_glob", block.size, 1)).expect("map");
     let p = link_standalone(&StandaloneLink::new(f).with_variable_map(map.raw_fd()))
         .unwrap_or_else(|e| panic!("{e}"));

@@ -134,7 +134,7 @@ fn fragment_file_is_listed_with_relocations() {
 ; var 0: terminal stepper.velocity: i16 (optional link)
 ; var 1: device target: i32
 0: (61) r1 = *(u32 *)(r8 +0)    ; DeviceVar target
-1: (6b) *(u16 *)(r9 +0) = r1    ; Optional \"stepper\" (1 slots), TerminalByte stepper.velocity, end of Optional \"stepper\"
+1: (6b) *(u16 *)(r9 +0) = r1    ; Optional \"stepper\" (1 slot), TerminalByte stepper.velocity, end of Optional \"stepper\"
 2: (85) call unknown#0    ; Helper bpf_ktime_get_ns#5
 3: (7b) *(u64 *)(r10 -8) = r0    ; Stack
 4: (b7) r0 = 0

@@ -425,7 +425,7 @@ fn filter() -> Fragment {
 
 #[test]
 fn standalone_program_returns_the_fragments_verdict() {
-    let block = VariableBlock::place([("", &filter())]).expect("block");
+    let block = standalone_variable_block(&filter()).expect("block");
     let map = Map::create(&MapSpec::mmapable_array("ferrocat_glob", block.size, 1)).expect("map");
     let p = link_standalone(&StandaloneLink::new(filter()).with_variable_map(map.raw_fd()))
         .unwrap_or_else(|e| panic!("{e}"));

@@ -109,7 +109,12 @@ pub fn reloc_text(f: &Fragment, kind: &RelocKind) -> String {
             Some(name) => format!("Helper {name}#{id}"),
             None => format!("Helper #{id}"),
         },
-        RelocKind::Optional { link, len } => format!("Optional {link:?} ({len} slots)"),
+        RelocKind::Optional { link, len } => {
+            format!(
+                "Optional {link:?} ({len} slot{})",
+                if *len == 1 { "" } else { "s" }
+            )
+        }
     }
 }
 

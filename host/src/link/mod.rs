@@ -9,8 +9,9 @@
 //!   `r0 = verdict; exit`, and `r0 = XDP_PASS; exit` for frames too short.
 //! - [`link_standalone`] links a generic XDP program of one fragment ([`StandaloneLink`]),
 //!   returning the fragment's verdict (`XDP_PASS` if it falls off its end without one).
-//! - [`variable_block`] places a group's device variables (naturally aligned) before
-//!   linking, so the host can create the variable map of the right size first.
+//! - [`variable_block`] / [`standalone_variable_block`] place the device variables
+//!   (naturally aligned) before linking, so the host can create the variable map of the
+//!   right size first.
 //!
 //! Both return a [`LinkedProgram`]: instructions, the [`VariableBlock`] layout, `min_len`,
 //! stack use and a source map (program slots → fragment and slot within it) for
@@ -43,5 +44,5 @@ pub use input::{
 };
 pub use program::{
     EPILOGUE_NAME, LinkedProgram, PROLOGUE_NAME, SourceRegion, link_group, link_standalone,
-    variable_block,
+    standalone_variable_block, variable_block,
 };

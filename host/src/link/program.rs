@@ -7,7 +7,7 @@ use super::input::{GroupDevice, GroupLink, StandaloneLink, XDP_PASS};
 use super::resolve::{Env, Resolved, jump_offset, resolve, set_jump_offset};
 use ferrocat_plugin_api::ebpf::disasm;
 use ferrocat_plugin_api::ebpf::insn::{AluOp, Insn, JmpCond, RawInsn, Reg, Size, Src, encode};
-use ferrocat_plugin_api::fragment::{CTX_SLOT, CYCLE_TIME_SLOT, PROLOGUE_STACK, helper};
+use ferrocat_plugin_api::fragment::{CTX_SLOT, CYCLE_TIME_SLOT, Fragment, PROLOGUE_STACK, helper};
 use std::collections::BTreeSet;
 use std::ops::Range;
 
@@ -290,6 +290,13 @@ pub fn variable_block(devices: &[GroupDevice]) -> Result<VariableBlock, LinkErro
     VariableBlock::place(devices.iter().map(|d| (d.name.as_str(), &d.fragment))).map_err(LinkErrors)
 }
 
+/// Places the globals (device variables) of a standalone program, as
+/// [`link_standalone`] will; they are listed under the device name `""` (look them up
+/// with `block.offset("", name)`). Call it first to size the globals map.
+pub fn standalone_variable_block(fragment: &Fragment) -> Result<VariableBlock, LinkErrors> {
+    VariableBlock::place([("", fragment)]).map_err(LinkErrors)
+}
+
 /// Links a sync group's program: prologue, every device's fragment in order, epilogue
 /// `r0 = verdict; exit`, and `r0 = XDP_PASS; exit` for frames shorter than the
 /// program needs. Every problem of every fragment is reported.
@@ -376,9 +383,9 @@ pub fn link_group(group: &GroupLink) -> Result<LinkedProgram, LinkErrors> {
 pub fn link_standalone(program: &StandaloneLink) -> Result<LinkedProgram, LinkErrors> {
     let f = &program.fragment;
     let mut errors = Vec::new();
-    let block = match VariableBlock::place([("", f)]) {
+    let block = match standalone_variable_block(f) {
         Ok(b) => b,
-        Err(e) => {
+        Err(LinkErrors(e)) => {
             errors.extend(e);
             VariableBlock::default()
         }
