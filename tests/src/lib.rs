@@ -360,3 +360,195 @@ impl Drop for BpffsMount {
         let _ = std::fs::remove_dir(&self.path);
     }
 }
+
+/// A bus of ferrocat-sim served behind a [`VethPair`]: the simulator answers on the peer
+/// end inside the pair's namespace (on its own thread, through the simulator's library
+/// API, as `ferrocat-sim serve` does), a master uses [`SimBus::interface`] in the test's
+/// namespace through a real AF_PACKET socket. Stopped and removed on drop, also when the
+/// test panics.
+#[derive(Debug)]
+pub struct SimBus {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    server: Option<std::thread::JoinHandle<Result<ferrocat_sim::serve::ServeStats, String>>>,
+    faults: ferrocat_sim::fault::Faults,
+    terminals: usize,
+    // Dropped after the server has stopped (fields drop after `Drop::drop`).
+    veth: VethPair,
+}
+
+impl SimBus {
+    /// Serves the bus described by the topology file `topology` (docs/sim.md). Panics
+    /// if the topology does not load or the bus does not answer within 10 s.
+    pub fn from_topology(tag: &str, topology: &std::path::Path) -> SimBus {
+        let built = ferrocat_sim::topology::Topology::load(topology)
+            .and_then(|t| t.build())
+            .unwrap_or_else(|e| panic!("topology {}: {e}", topology.display()));
+        SimBus::from_segment(tag, segment_with_ram_for_sii(built))
+    }
+
+    /// Serves `segment`. Panics if the bus does not answer within 10 s.
+    pub fn from_segment(tag: &str, segment: ferrocat_sim::segment::Segment) -> SimBus {
+        use ferrocat_sim::segment::FrameOutcome;
+        let veth = VethPair::new(tag);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let faults = segment.faults();
+        let terminals = segment.len();
+        let path = format!("/run/netns/{}", veth.netns());
+        let peer = veth.peer().to_string();
+        let stop2 = stop.clone();
+        let server = std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).map_err(|e| format!("open {path}: {e}"))?;
+            // SAFETY: setns on this thread only, with a namespace descriptor.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("setns({path}): {}", io::Error::last_os_error()));
+            }
+            let segment = std::cell::RefCell::new(segment);
+            ferrocat_sim::serve::serve(
+                &peer,
+                &stop2,
+                |frame, now| {
+                    let mut segment = segment.borrow_mut();
+                    // Timers (watchdogs) run up to the frame's arrival first.
+                    segment.advance(now);
+                    let mut f = frame.to_vec();
+                    match segment.process(&mut f, now) {
+                        FrameOutcome::Reply { delay_ns } => {
+                            Some(ferrocat_sim::serve::Reply { frame: f, delay_ns })
+                        }
+                        FrameOutcome::Lost | FrameOutcome::NotEtherCat => None,
+                    }
+                },
+                |now| segment.borrow_mut().advance(now),
+            )
+            .map_err(|e| e.to_string())
+        });
+        let bus = SimBus {
+            stop,
+            server: Some(server),
+            faults,
+            terminals,
+            veth,
+        };
+        let wkc =
+            ferrocat_sim::netns::wait_for_bus(bus.interface(), std::time::Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("probing {}: {e}", bus.interface()));
+        assert!(
+            wkc.is_some(),
+            "the simulated bus does not answer on {}",
+            bus.interface()
+        );
+        bus
+    }
+
+    /// The interface a master uses (the pair's end in the test's namespace).
+    pub fn interface(&self) -> &str {
+        self.veth.host()
+    }
+
+    /// Number of terminals on the bus.
+    pub fn terminals(&self) -> usize {
+        self.terminals
+    }
+
+    /// The run-time fault switches of the served bus.
+    pub fn faults(&self) -> &ferrocat_sim::fault::Faults {
+        &self.faults
+    }
+
+    /// Applies a fault command exactly as `ferrocat-sim fault` does (`drop 0.2`,
+    /// `silent 7`, `fall-back 7 safeop 0x001A`, `clear`, ...; docs/sim.md) and returns
+    /// the settings now in force. Panics on a command the simulator rejects.
+    pub fn fault(&self, command: &str) -> String {
+        ferrocat_sim::serve::apply_fault_command(&self.faults, command)
+            .unwrap_or_else(|e| panic!("fault command {command:?}: {e}"))
+    }
+}
+
+impl Drop for SimBus {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(server) = self.server.take() {
+            // A server that failed is reported unless the test is failing already.
+            match server.join() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if !std::thread::panicking() => panic!("simulator: {e}"),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The project root (`CARGO_MANIFEST_DIR/..`), for configs and docs.
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// First process-RAM address of an ESC (ETG.1000.4 §6.1: registers below 0x1000).
+const PROCESS_RAM_START: u32 = 0x1000;
+
+/// The segment of a built topology, as `ferrocat-sim serve` builds it, except that a
+/// terminal whose SII places mailboxes or SyncManagers beyond the process RAM of the
+/// chip the simulator picks for it gets enough RAM to hold them (register 0x0006 says
+/// so): the real device has that RAM, the SII was written for it. The simulator gives
+/// unknown devices an ET1200 with 1 KiB, while the AKD's SII puts its mailboxes at
+/// 0x1800 and 0x1C00 (it has an ET1100 with 8 KiB).
+pub fn segment_with_ram_for_sii(
+    built: ferrocat_sim::topology::BuiltBus,
+) -> ferrocat_sim::segment::Segment {
+    let mut segment = ferrocat_sim::segment::Segment::new();
+    for t in built.terminals {
+        let mut sii = t.sii;
+        let mut config = ferrocat_sim::esc::EscConfig::for_sii(&sii);
+        config.drift_ppm = t.drift_ppm;
+        let areas = [
+            (sii.rx_mailbox.offset, sii.rx_mailbox.size),
+            (sii.tx_mailbox.offset, sii.tx_mailbox.size),
+            (
+                sii.bootstrap_rx_mailbox.offset,
+                sii.bootstrap_rx_mailbox.size,
+            ),
+            (
+                sii.bootstrap_tx_mailbox.offset,
+                sii.bootstrap_tx_mailbox.size,
+            ),
+        ]
+        .into_iter()
+        .chain(sii.sync_managers.iter().map(|sm| (sm.start, sm.length)));
+        let end = areas
+            .filter(|&(_, len)| len > 0)
+            .map(|(start, len)| u32::from(start) + u32::from(len))
+            .max()
+            .unwrap_or(0);
+        let needed_kib = end.saturating_sub(PROCESS_RAM_START).div_ceil(1024);
+        if needed_kib > u32::from(config.chip.ram_kib) {
+            config.chip.ram_kib = u8::try_from(needed_kib).unwrap_or(u8::MAX);
+        }
+        if let Some(alias) = t.alias {
+            set_sii_alias(&mut sii, alias);
+        }
+        segment.push(ferrocat_sim::esc::Esc::new(config, sii, t.app));
+    }
+    segment
+}
+
+/// Writes `alias` into SII word 4 and fixes the header checksum (word 7 low byte: CRC-8,
+/// polynomial 0x07, initial value 0xFF, over bytes 0..13; ETG.2010 table 2).
+fn set_sii_alias(sii: &mut ferrocat_sim::sii::Sii, alias: u16) {
+    sii.station_alias = alias;
+    if sii.raw.len() < 16 {
+        return;
+    }
+    sii.raw[8..10].copy_from_slice(&alias.to_le_bytes());
+    let mut crc: u8 = 0xFF;
+    for b in &sii.raw[..14] {
+        crc ^= b;
+        for _ in 0..8 {
+            crc = if crc & 0x80 != 0 {
+                (crc << 1) ^ 0x07
+            } else {
+                crc << 1
+            };
+        }
+    }
+    sii.raw[14] = crc;
+}
