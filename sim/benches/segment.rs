@@ -1,6 +1,9 @@
 //! Frames per second of a simulated segment processing a typical cyclic frame (a BRD of
 //! the AL status plus an LRW over every terminal's process data) for 1, 16 and 256
 //! terminals. Run with `cargo bench -p ferrocat-sim --bench segment`.
+//!
+//! Without a `--bench` argument (as `cargo test --all-targets` runs it) it only builds
+//! each bus and processes a few frames, checking the replies, so CI stays fast.
 
 use std::time::{Duration, Instant};
 
@@ -106,7 +109,15 @@ fn bus(n: usize) -> (Segment, Vec<u8>) {
     (seg, cyclic)
 }
 
+/// Frames a smoke run (no `--bench` argument) processes per bus size.
+const SMOKE_FRAMES: usize = 8;
+
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this without it.
+    if !std::env::args().any(|a| a == "--bench") {
+        smoke();
+        return;
+    }
     println!("ferrocat-sim segment benchmark: BRD 0x0130 + LRW over all process data");
     for n in [1usize, 16, 256] {
         let (mut seg, cyclic) = bus(n);
@@ -131,4 +142,28 @@ fn main() {
             cyclic.len()
         );
     }
+}
+
+/// A few cyclic frames per bus size, each answered with every terminal in the LRW
+/// working counter: proves the benchmark's setup without measuring.
+fn smoke() {
+    for n in [1usize, 16, 256] {
+        let (mut seg, cyclic) = bus(n);
+        for i in 0..SMOKE_FRAMES {
+            let mut buf = cyclic.clone();
+            let now = 1_000 * (i as u64 + 1);
+            assert!(
+                matches!(seg.process(&mut buf, now), FrameOutcome::Reply { .. }),
+                "cyclic frame {i} on {n} terminals not answered"
+            );
+            let wkc_at = buf.len() - 2;
+            let wkc = u16::from_le_bytes([buf[wkc_at], buf[wkc_at + 1]]);
+            assert_eq!(
+                usize::from(wkc),
+                2 * n,
+                "LRW working counter on {n} terminals"
+            );
+        }
+    }
+    println!("ferrocat-sim segment benchmark: smoke run passed (use --bench to measure)");
 }
