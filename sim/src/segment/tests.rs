@@ -843,3 +843,164 @@ fn dc_procedure_brings_drifting_clocks_into_step() {
         "{t:?}"
     );
 }
+
+/// A cyclic-looking frame of four datagrams: APRD, FPWR into a mailbox, LRW, BRD.
+fn four_datagram_frame() -> Vec<u8> {
+    frame(&[
+        (APRD, 0, 0x0130, vec![0; 2]),
+        (FPWR, 0x1001, 0x1000, vec![0x11; 8]),
+        (LRW, 0, 0, vec![0x55; 6]),
+        (BRD, 0, 0x0000, vec![0; 4]),
+    ])
+}
+
+#[test]
+fn frames_truncated_at_every_byte_are_lost_and_counted() {
+    let mut seg = bus(&["ek1100", "el2828", "el2889"]);
+    let whole = four_datagram_frame();
+    let header_end = 16; // Ethernet header (14) + EtherCAT header (2)
+    let mut counted = 0u8;
+    for cut in 0..whole.len() {
+        // As it arrives: cut short, the EtherCAT header still declaring the whole body.
+        let mut f = whole[..cut].to_vec();
+        let before = f.clone();
+        assert_eq!(seg.process(&mut f, 0), FrameOutcome::Lost, "cut at {cut}");
+        assert_eq!(f, before, "a lost frame is not modified (cut at {cut})");
+        if cut >= header_end {
+            counted += 1;
+            assert!(
+                matches!(
+                    seg.last_error(),
+                    Some(FrameError::LengthMismatch { available, .. }) if available == cut - header_end
+                ),
+                "cut at {cut}: {:?}",
+                seg.last_error()
+            );
+        } else {
+            assert_eq!(
+                seg.last_error(),
+                Some(FrameError::TooShort(cut)),
+                "cut at {cut}"
+            );
+        }
+        // Cut short with the header agreeing: the datagram chain runs past the end.
+        if cut >= header_end {
+            let mut f = whole[..cut].to_vec();
+            let declared = (cut - header_end) as u16 | (ECAT_TYPE_DATAGRAMS << 12);
+            f[14..16].copy_from_slice(&declared.to_le_bytes());
+            assert_eq!(
+                seg.process(&mut f, 0),
+                FrameOutcome::Lost,
+                "declared cut at {cut}"
+            );
+            counted += 1;
+            assert!(
+                matches!(seg.last_error(), Some(FrameError::DatagramOverrun { .. })),
+                "declared cut at {cut}: {:?}",
+                seg.last_error()
+            );
+        }
+    }
+    // Only the first terminal sees the invalid frame (port 0 invalid frame counter);
+    // the counter saturates at 0xFF (ETG.1000.4 table 45).
+    assert_eq!(seg.terminal(0).expect("t0").peek(0x0300), counted);
+    assert_eq!(seg.terminal(1).expect("t1").peek(0x0300), 0);
+    // The whole frame still goes through every terminal.
+    let mut f = whole.clone();
+    assert!(matches!(seg.process(&mut f, 0), FrameOutcome::Reply { .. }));
+    let reply = parsed(&f);
+    assert_eq!(reply.len(), 4);
+    assert_eq!(reply[3].2, 3, "BRD counted by all three terminals");
+}
+
+#[test]
+fn hostile_datagrams_keep_the_frame_intact() {
+    // Well-formed frames whose datagrams reach anywhere in the 64 KiB address space
+    // (past the end of the ESC, wrapping at 0xFFFF), with long data, random FMMU and
+    // SyncManager configurations, DC times near the end of the 64-bit range and logical
+    // addresses near 4 GiB. Whatever the terminals make of them, every reply keeps the
+    // frame's structure: same length, same datagrams with the same commands and lengths.
+    let mut seg = bus(&["ek1100", "el2828", "el2889", "el4104", "el7041"]);
+    let mut x: u64 = 0xD1B5_4A32_D192_ED03;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut replies = 0;
+    for n in 0..20_000u64 {
+        let count = 1 + (next() % 4) as usize;
+        let dgs: Vec<(u8, u16, u16, Vec<u8>)> = (0..count)
+            .map(|_| {
+                let r = next();
+                let cmd = (r % 16) as u8;
+                let adp = match (r >> 4) % 3 {
+                    0 => 0,
+                    1 => 0x1000 + ((r >> 8) % 5) as u16,
+                    _ => (r >> 8) as u16,
+                };
+                let ado = match (r >> 24) % 6 {
+                    0 => 0x0600 + ((r >> 32) % 0x100) as u16, // FMMUs
+                    1 => 0x0800 + ((r >> 32) % 0x80) as u16,  // SyncManagers
+                    2 => 0x0900 + ((r >> 32) % 0xA0) as u16,  // DC
+                    3 => 0xFFFF - ((r >> 32) % 0x40) as u16,  // wraps at the top
+                    _ => (r >> 32) as u16,                    // anywhere
+                };
+                let len = match (r >> 48) % 4 {
+                    0 => (next() % 300) as usize,
+                    _ => (next() % 20) as usize,
+                };
+                let data = (0..len)
+                    .map(|i| {
+                        if (r >> 56) & 1 == 0 {
+                            next() as u8
+                        } else {
+                            0xFF ^ i as u8
+                        }
+                    })
+                    .collect();
+                (cmd, adp, ado, data)
+            })
+            .collect();
+        let mut f = frame(&dgs);
+        let sent = f.clone();
+        let now = n.wrapping_mul(0x9E37_79B9) | (next() & 0xFFFF_0000_0000_0000);
+        match seg.process(&mut f, now) {
+            FrameOutcome::Reply { .. } => {
+                replies += 1;
+                assert_eq!(f.len(), sent.len(), "frame {n}");
+                let reply = parsed(&f);
+                assert_eq!(reply.len(), dgs.len(), "frame {n}");
+                let mut spans = Vec::new();
+                parse_frame(&f, &mut spans).expect("reply parses");
+                for (s, d) in spans.iter().zip(&dgs) {
+                    assert_eq!(f[s.header], d.0, "frame {n}: command kept");
+                    assert_eq!(s.len, d.3.len(), "frame {n}: length kept");
+                }
+            }
+            // A random write to DL control may open a port without a link.
+            FrameOutcome::Lost => assert_eq!(f, sent, "frame {n}: lost frames untouched"),
+            FrameOutcome::NotEtherCat => panic!("frame {n} taken for a non-EtherCAT frame"),
+        }
+    }
+    assert!(replies > 1_000, "only {replies} frames answered");
+}
+
+#[test]
+fn extreme_system_time_compares_do_not_overflow_the_clock() {
+    // Alternating 0x0910 writes at both ends of the 64-bit range make the time control
+    // loop's phase steps as large as they get; the local clock wraps, it never overflows.
+    let mut seg = bus(&["ek1100", "el7041"]);
+    for (i, t) in [i64::MAX as u64, 0, u64::MAX, i64::MIN as u64, 1 << 62]
+        .iter()
+        .cycle()
+        .take(40)
+        .enumerate()
+    {
+        let now = i as u64 * 1_000_000;
+        exchange(&mut seg, &[(BWR, 0, 0x0910, t.to_le_bytes().to_vec())], now);
+        let reply = exchange(&mut seg, &[(BRD, 0, 0x0910, vec![0; 8])], now);
+        assert_eq!(reply[0].2, 2, "both terminals answer compare {i}");
+    }
+}
