@@ -642,7 +642,10 @@ impl Esc {
                 let cycle = u64::from(self.get32(regs::DC_SYNC0_CYCLE));
                 let now = self.system_time(self.now_ns);
                 if cycle > 0 && now > start {
-                    let next = start + (now - start).div_ceil(cycle) * cycle;
+                    // Start time, offset and cycle come from the master: the next SYNC0
+                    // wraps with the 64-bit system time instead of overflowing.
+                    let next =
+                        start.wrapping_add((now - start).div_ceil(cycle).wrapping_mul(cycle));
                     self.put64(regs::DC_START_TIME, next);
                 }
             }

@@ -988,6 +988,42 @@ fn hostile_datagrams_keep_the_frame_intact() {
 }
 
 #[test]
+fn dc_times_at_the_end_of_the_64_bit_range_wrap() {
+    // A master may write any system time offset, start time and cycle: the terminal's
+    // next SYNC0 start time wraps with the 64-bit system time instead of overflowing.
+    let mut seg = bus(&["ek1100"]);
+    // System time 1 ms below the wrap.
+    let local = seg.terminal(0).expect("t0").local_time(0);
+    let offset = (u64::MAX - 1_000_000).wrapping_sub(local);
+    exchange(
+        &mut seg,
+        &[(APWR, 0, 0x0920, offset.to_le_bytes().to_vec())],
+        0,
+    );
+    exchange(
+        &mut seg,
+        &[(APWR, 0, 0x09A0, u32::MAX.to_le_bytes().to_vec())],
+        0,
+    );
+    let start = u64::MAX - 2_000_000_000;
+    exchange(
+        &mut seg,
+        &[(APWR, 0, 0x0990, start.to_le_bytes().to_vec())],
+        0,
+    );
+    exchange(&mut seg, &[(APWR, 0, 0x0981, vec![0x01])], 0);
+    let now = seg.terminal(0).expect("t0").system_time(0);
+    assert!(now > start, "system time {now:#x} past the start time");
+    let reply = exchange(&mut seg, &[(APRD, 0, 0x0990, vec![0; 8])], 0);
+    let next = u64::from_le_bytes(reply[0].1.clone().try_into().expect("8 bytes"));
+    assert_eq!(
+        next,
+        start.wrapping_add(u64::from(u32::MAX)),
+        "next SYNC0 one cycle after the start, wrapped"
+    );
+}
+
+#[test]
 fn extreme_system_time_compares_do_not_overflow_the_clock() {
     // Alternating 0x0910 writes at both ends of the 64-bit range make the time control
     // loop's phase steps as large as they get; the local clock wraps, it never overflows.
