@@ -471,4 +471,92 @@ mod tests {
         let m = t.build().expect_err("B unknown").to_string();
         assert!(m.contains("line 7") && m.contains("\"B\""), "{m}");
     }
+
+    /// Parses `text` with relative paths against the shared test data, then builds it:
+    /// the error message either step gives.
+    fn error_of(text: &str) -> String {
+        let base = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/testdata"
+        ));
+        match Topology::parse(text, Path::new("bad.toml"), &base) {
+            Err(e) => e.to_string(),
+            Ok(t) => match t.build() {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("accepted:\n{text}"),
+            },
+        }
+    }
+
+    #[test]
+    fn hostile_topologies_are_errors_that_say_what_and_where() {
+        let el2004 = "[[terminal]]\nname = \"A\"\neeprom = \"eeprom/el2004.bin\"\n";
+        let cases: Vec<(String, &[&str])> = vec![
+            ("".into(), &["bad.toml", "no [[terminal]]"]),
+            ("\u{0}\u{ff}[[[".into(), &["bad.toml"]),
+            ("terminal = 3\n".into(), &["bad.toml", "terminal"]),
+            ("[[terminal]]\nname = \"A\"\n".into(), &["eeprom"]),
+            ("[[terminal]]\neeprom = 7\n".into(), &["line 2"]),
+            (format!("{el2004}alias = 70000\n"), &["line 4"]),
+            (format!("{el2004}alias = -1\n"), &["line 4"]),
+            (
+                "[[terminal]]\neeprom = \"eeprom/none.bin\"\n".into(),
+                &["line 2", "none.bin"],
+            ),
+            (
+                "[[terminal]]\neeprom = \"eeprom/empty-eeprom.bin\"\n".into(),
+                &["line 2"],
+            ),
+            (
+                "[[terminal]]\neeprom = \"eeprom/README.md\"\n".into(),
+                &["line 2"],
+            ),
+            (
+                format!("{el2004}dictionary = \"sdo/none.json\"\n"),
+                &["line 4", "none.json"],
+            ),
+            (
+                format!("{el2004}dictionary = \"eeprom/el2004.bin\"\n"),
+                &["line 4"],
+            ),
+            (
+                format!("{el2004}[[wire]]\nfrom = \"A\"\nto = \"A/7000:01\"\n"),
+                &["line 5", "TERMINAL/INDEX:SUB"],
+            ),
+            (
+                format!("{el2004}[[wire]]\nfrom = \"A/7000:100\"\nto = \"A/7000:01\"\n"),
+                &["line 5", "INDEX:SUB"],
+            ),
+            (
+                format!("{el2004}[[wire]]\nfrom = \"A/zz:01\"\nto = \"A/7000:01\"\n"),
+                &["line 5", "INDEX:SUB"],
+            ),
+            (
+                format!("{el2004}[[wire]]\nfrom = \"#99/7000:01\"\nto = \"A/7000:01\"\n"),
+                &["line 5", "#99"],
+            ),
+            (
+                format!("{el2004}[[wire]]\nfrom = \"A/7000:01\"\nto = \"A/7FFF:01\"\n"),
+                &["7FFF:01"],
+            ),
+            (
+                format!("{el2004}[[stepper]]\nterminal = \"A\"\nvelocity = \"\"\n"),
+                &["line 6", "INDEX:SUB"],
+            ),
+            (
+                format!("{el2004}[[counter]]\nsignal = \"A/7000:01\"\n"),
+                &["rate_hz"],
+            ),
+            (
+                format!("{el2004}[[terminal]]\nname = \"A\"\neeprom = \"eeprom/el2004.bin\"\n"),
+                &["line 5", "used twice"],
+            ),
+        ];
+        for (text, wanted) in &cases {
+            let m = error_of(text);
+            for w in *wanted {
+                assert!(m.contains(w), "{text:?}: {m:?} lacks {w:?}");
+            }
+        }
+    }
 }
