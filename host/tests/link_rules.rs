@@ -994,3 +994,40 @@ mod robustness {
         }
     }
 }
+
+#[test]
+fn standalone_programs_load_only_the_maps_they_were_given() {
+    let load = |fd: i32| {
+        frag(
+            "lookup",
+            vec![],
+            &[(Insn::LdMapFd { dst: Reg::R1, fd }, &[])],
+        )
+    };
+    let mut given = StandaloneLink::new(load(7));
+    given.map_fds = vec![7, 9];
+    let linked = link_standalone(&given).expect("a listed map links");
+    let listed: Vec<Insn> = decode(&linked.insns)
+        .expect("decodes")
+        .into_iter()
+        .map(|(_, i)| i)
+        .collect();
+    assert!(listed.contains(&Insn::LdMapFd {
+        dst: Reg::R1,
+        fd: 7
+    }));
+
+    let mut other = StandaloneLink::new(load(8));
+    other.map_fds = vec![7, 9];
+    let errors = errors_of(link_standalone(&other));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].fragment, "lookup");
+    assert_eq!(errors[0].kind, LinkErrorKind::MapLoad);
+    // Sync groups never accept map loads.
+    let group = GroupLink::new(vec![GroupDevice::new("lookup", load(7))], 3);
+    assert!(
+        errors_of(link_group(&group))
+            .iter()
+            .any(|e| e.kind == LinkErrorKind::MapLoad)
+    );
+}

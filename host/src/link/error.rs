@@ -72,8 +72,12 @@ pub enum LinkErrorKind {
         /// The helpers that are allowed.
         allowed: Vec<i32>,
     },
-    /// A map load; fragments reach memory only through relocations.
-    #[error("loads a map address; fragments reach maps only through r8 and DeviceVar relocations")]
+    /// A map load of a map the program was not given; fragments of sync groups reach
+    /// memory only through relocations.
+    #[error(
+        "loads a map address it was not given; fragments reach maps only through r8 and \
+         DeviceVar relocations (standalone programs: the maps listed in StandaloneLink::map_fds)"
+    )]
     MapLoad,
     /// An instruction writes r8, r9 or r10.
     #[error("writes r{0}, which a fragment may only read")]

@@ -142,6 +142,10 @@ pub struct StandaloneLink {
     pub variable_map_fd: Option<i32>,
     /// Helpers the program may call; `None` allows any (the kernel decides).
     pub allowed_helpers: Option<Vec<i32>>,
+    /// Maps the program may load by descriptor (`LD_IMM64` with `BPF_PSEUDO_MAP_FD`, for
+    /// `bpf_map_lookup_elem` on its per-CPU and hash maps); a load of any other
+    /// descriptor is a link error.
+    pub map_fds: Vec<i32>,
 }
 
 impl StandaloneLink {
@@ -153,6 +157,7 @@ impl StandaloneLink {
             terminals: BTreeMap::new(),
             variable_map_fd: None,
             allowed_helpers: None,
+            map_fds: Vec::new(),
         }
     }
 

@@ -320,6 +320,7 @@ pub fn link_group(group: &GroupLink) -> Result<LinkedProgram, LinkErrors> {
             group: &names,
             block: &index,
             allowed_helpers: Some(&helper::ALLOWED),
+            map_fds: &[],
             standalone: false,
             has_map: true,
         };
@@ -399,6 +400,7 @@ pub fn link_standalone(program: &StandaloneLink) -> Result<LinkedProgram, LinkEr
         group: &[""],
         block: &index,
         allowed_helpers: program.allowed_helpers.as_deref(),
+        map_fds: &program.map_fds,
         standalone: true,
         has_map: program.variable_map_fd.is_some(),
     };

@@ -29,6 +29,8 @@ pub(crate) struct Env<'a> {
     pub block: &'a BlockIndex<'a>,
     /// Helpers allowed; `None`: any.
     pub allowed_helpers: Option<&'a [i32]>,
+    /// Maps the fragment may load by descriptor (standalone programs only).
+    pub map_fds: &'a [i32],
     /// Linking a standalone program (one fragment, may set a verdict).
     pub standalone: bool,
     /// Whether r8 points at a variable map.
@@ -248,6 +250,7 @@ pub(crate) fn resolve(
                     err(Some(slot), LinkErrorKind::CallWithoutRelocation(helper));
                 }
             }
+            Insn::LdMapFd { fd, .. } if env.map_fds.contains(&fd) => {}
             Insn::LdMapFd { .. } | Insn::LdMapValue { .. } => {
                 err(Some(slot), LinkErrorKind::MapLoad)
             }

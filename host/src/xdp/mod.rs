@@ -41,9 +41,8 @@
 //! (or `ferrocat xdp detach IFACE`).
 //!
 //! Map access in the program (`PerCpuArray::at`, `HashMap::entry`/`add`) loads the map by
-//! descriptor (`BPF_PSEUDO_MAP_FD`), which the linker does not accept in fragments; this
-//! module hands the linker those two-slot loads as plain 64-bit constants and restores
-//! them in the linked program (see [`link_program`]).
+//! descriptor (`BPF_PSEUDO_MAP_FD`); the linker accepts such loads of exactly the maps the
+//! program declared (`StandaloneLink::map_fds`, see [`link_program`]).
 
 mod error;
 mod vars;
@@ -77,11 +76,6 @@ pub const XDP_REDIRECT: i32 = 4;
 pub const GLOBALS_MAP: &str = "globals";
 /// Name of the pinned XDP link inside a pin directory.
 pub const LINK_PIN: &str = "link";
-
-/// `BPF_PSEUDO_MAP_FD` (include/uapi/linux/bpf.h): `src_reg` of a map load by descriptor.
-const BPF_PSEUDO_MAP_FD: u8 = 1;
-/// Opcode of a 64-bit immediate load (`BPF_LD | BPF_IMM | BPF_DW`).
-const LD_IMM64: u8 = 0x18;
 
 /// A generic XDP program: its variables and maps, and the code that uses them.
 pub trait XdpProgram: Sized {
@@ -235,39 +229,17 @@ fn build<P: XdpProgram>(p: &P, globals: &Globals) -> Result<Fragment, Error> {
     })
 }
 
-/// Links a standalone program whose fragment may load maps by descriptor: the loads go
-/// through the linker as plain 64-bit constants (which it accepts and leaves alone)
-/// and are turned back into map loads in the linked program, found through the
-/// linker's source map.
+/// Links a standalone program whose fragment may load the maps `map_fds` by descriptor
+/// (its per-CPU and hash maps) and keeps its globals in map `variable_map_fd`.
 pub fn link_program(
     fragment: &Fragment,
     variable_map_fd: Option<i32>,
+    map_fds: &[i32],
 ) -> Result<LinkedProgram, crate::link::LinkErrors> {
-    let mut f = fragment.clone();
-    let mut map_loads = Vec::new();
-    for (slot, insn) in f.insns.iter_mut().enumerate() {
-        if insn.code == LD_IMM64 && insn.src() == BPF_PSEUDO_MAP_FD {
-            insn.regs &= 0x0f;
-            map_loads.push(slot as u32);
-        }
-    }
-    let mut link = StandaloneLink::new(f);
+    let mut link = StandaloneLink::new(fragment.clone());
     link.variable_map_fd = variable_map_fd;
-    let mut linked = link_standalone(&link)?;
-    let region = linked
-        .source_map
-        .iter()
-        .find(|r| r.name == fragment.name)
-        .cloned();
-    if let Some(region) = region {
-        for (k, orig) in region.fragment_slots.iter().enumerate() {
-            if map_loads.contains(orig) {
-                let at = region.slots.start + k;
-                linked.insns[at].regs |= BPF_PSEUDO_MAP_FD << 4;
-            }
-        }
-    }
-    Ok(linked)
+    link.map_fds = map_fds.to_vec();
+    link_standalone(&link)
 }
 
 impl<P: XdpProgram> Xdp<P> {
@@ -326,10 +298,16 @@ impl<P: XdpProgram> Xdp<P> {
             let _ = decl.globals.map.set(map);
             let _ = decl.globals.mem.set(mem);
         }
-        let linked = link_program(&fragment, globals_fd).map_err(|source| Error::Link {
-            program: P::NAME.to_string(),
-            source,
-        })?;
+        let map_fds: Vec<i32> = decl
+            .maps
+            .iter()
+            .filter_map(|slot| slot.map.get().map(Map::raw_fd))
+            .collect();
+        let linked =
+            link_program(&fragment, globals_fd, &map_fds).map_err(|source| Error::Link {
+                program: P::NAME.to_string(),
+                source,
+            })?;
         let _ = decl.globals.block.set(linked.variables.clone());
         Ok(Xdp {
             program,
@@ -556,12 +534,14 @@ pub fn listing<P: XdpProgram>(globals_fd: i32) -> Result<String, Error> {
         .vars
         .iter()
         .any(|v| matches!(v.kind, ferrocat_plugin_api::fragment::VarKind::Device));
-    let linked = link_program(&fragment, has_globals.then_some(globals_fd)).map_err(|source| {
-        Error::Link {
-            program: P::NAME.to_string(),
-            source,
-        }
-    })?;
+    // No map is created here: map loads name descriptor -1.
+    let linked =
+        link_program(&fragment, has_globals.then_some(globals_fd), &[-1]).map_err(|source| {
+            Error::Link {
+                program: P::NAME.to_string(),
+                source,
+            }
+        })?;
     Ok(linked.listing())
 }
 

@@ -3,7 +3,10 @@
 
 use super::*;
 use crate::bpf::sys::{FakeKernel, use_fake};
-use ferrocat_plugin_api::ebpf::insn::RawInsn;
+use ferrocat_plugin_api::ebpf::insn::{BPF_PSEUDO_MAP_FD, RawInsn};
+
+/// Opcode of a 64-bit immediate load (`BPF_LD | BPF_IMM | BPF_DW`).
+const LD_IMM64: u8 = 0x18;
 use ferrocat_plugin_api::fragment::{ScalarType, VarType};
 
 #[derive(Debug)]
