@@ -85,7 +85,12 @@ pub(crate) fn parse_reply(reply: &[u8]) -> Result<XdpAttached, SysError> {
             NLMSG_ERROR => {
                 let code = u32_at(body, 0).ok_or_else(|| invalid("short netlink error"))? as i32;
                 if code != 0 {
-                    return Err(err(io::Error::from_raw_os_error(-code)));
+                    // The kernel sends -errno; any other value is a malformed reply.
+                    let errno = code
+                        .checked_neg()
+                        .filter(|e| *e > 0)
+                        .ok_or_else(|| invalid("netlink error code is not a negative errno"))?;
+                    return Err(err(io::Error::from_raw_os_error(errno)));
                 }
             }
             RTM_NEWLINK => {
@@ -207,6 +212,44 @@ mod tests {
         let mut bad = message(RTM_NEWLINK, &[0; 4]);
         bad[0] = 200;
         assert!(parse_reply(&bad).is_err());
+    }
+
+    #[test]
+    fn hostile_replies_are_errors_not_panics() {
+        // Error codes that are not a negative errno.
+        for code in [i32::MIN, 1, i32::MAX] {
+            let e = parse_reply(&message(NLMSG_ERROR, &code.to_ne_bytes())).expect_err("code");
+            assert_eq!(e.errno(), None, "{code}: {e}");
+        }
+        // A valid reply cut at every byte, and with every length byte overwritten.
+        let mut nested = attr(IFLA_XDP_ATTACHED, &[1]);
+        nested.extend(attr(IFLA_XDP_PROG_ID, &5u32.to_ne_bytes()));
+        let mut body = vec![0u8; IFINFOMSG_LEN];
+        body.extend(attr(IFLA_XDP, &nested));
+        let whole = message(RTM_NEWLINK, &body);
+        let ok = XdpAttached {
+            mode: 1,
+            prog_id: Some(5),
+        };
+        assert_eq!(parse_reply(&whole).expect("whole"), ok);
+        for cut in 0..whole.len() {
+            assert!(parse_reply(&whole[..cut]).is_err(), "cut at {cut}");
+        }
+        for at in 0..whole.len() {
+            for v in [0u8, 1, 3, 0x7F, 0xFF] {
+                let mut m = whole.clone();
+                m[at] = v;
+                // Whatever it yields, mode and id come from where the attributes say:
+                // the attached byte at 40 and the id at 48..52 (or absent).
+                if let Ok(x) = parse_reply(&m) {
+                    assert!(x.mode == 0 || x.mode == m[40], "byte {at} = {v}: {x:?}");
+                    assert!(
+                        x.prog_id.is_none() || x.prog_id == u32_at(&m, 48),
+                        "byte {at} = {v}: {x:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
