@@ -601,11 +601,14 @@ impl Map {
         offset: usize,
         width: usize,
     ) -> Result<Option<u64>, MapError> {
-        if !matches!(width, 1 | 2 | 4 | 8) || offset + width > self.spec.value_size as usize {
+        let end = offset.checked_add(width);
+        if !matches!(width, 1 | 2 | 4 | 8)
+            || end.is_none_or(|end| end > self.spec.value_size as usize)
+        {
             return Err(MapError::ValueSize {
                 map: self.spec.name.clone(),
                 expected: self.spec.value_size as usize,
-                got: offset + width,
+                got: end.unwrap_or(usize::MAX),
             });
         }
         Ok(self.lookup_percpu(key)?.map(|values| {
@@ -1222,6 +1225,24 @@ mod tests {
             m.sum_percpu(&0u32.to_ne_bytes(), 0, 4).expect("sum"),
             Some(0)
         );
+        // Fields outside the value (also where offset + width overflows) and odd widths
+        // are errors naming the value size.
+        for (offset, width) in [
+            (1, 4),
+            (4, 1),
+            (0, 3),
+            (0, 16),
+            (usize::MAX, 4),
+            (usize::MAX - 2, 8),
+        ] {
+            assert!(
+                matches!(
+                    m.sum_percpu(&1u32.to_ne_bytes(), offset, width),
+                    Err(MapError::ValueSize { expected: 4, .. })
+                ),
+                "offset {offset} width {width}"
+            );
+        }
         assert!(matches!(
             m.lookup(&0u32.to_ne_bytes()),
             Err(MapError::WrongType { .. })
