@@ -96,13 +96,33 @@ fn attach_and_count(mode: XdpMode, expected_attach_mode: u8) {
     assert_eq!(info.prog_id, prog.id().expect("id"));
     link.detach().expect("detach");
     assert_eq!(xdp::attached_program(pair.host()).expect("query"), None);
+    // Wait until the host end has received the frames (not a fixed sleep: on a busy
+    // machine they may take longer), so the check below cannot pass because they are
+    // still in flight.
+    let rx_before = rx_packets(pair.host());
     pair.send_from_peer(&ethercat_frames(5)).expect("send");
-    std::thread::sleep(Duration::from_millis(100));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rx_packets(pair.host()) < rx_before + 5 {
+        assert!(
+            Instant::now() < deadline,
+            "frames sent after detach never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(
         mem.read_u64(0).expect("read"),
         25,
         "detached program still counts"
     );
+}
+
+/// Frames the interface has received (its kernel statistics).
+fn rx_packets(iface: &str) -> u64 {
+    let path = format!("/sys/class/net/{iface}/statistics/rx_packets");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{path}: {text:?}: {e}"))
 }
 
 #[test]
