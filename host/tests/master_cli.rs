@@ -445,3 +445,33 @@ async fn diag_clear_resets_the_counters() {
     let seg = bus.segment();
     assert_eq!(seg.terminal(1).expect("EL2004").peek(0x0300), 0, "cleared");
 }
+
+/// A stdout whose reader goes away after the first line, like `ferrocat slaves | head -1`.
+struct ClosedAfterOneLine {
+    lines: usize,
+}
+
+impl Write for ClosedAfterOneLine {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.lines >= 1 {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        }
+        self.lines += b.iter().filter(|&&c| c == b'\n').count();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn stdout_closed_early_ends_quietly() {
+    let opener: LinkOpener = Box::new(|_| Ok(boxed(sim_link(&REFERENCE).0)));
+    let out = Box::new(ClosedAfterOneLine { lines: 0 });
+    let e = execute(["ferrocat", "-i", "sim0", "slaves"], out, opener)
+        .await
+        .expect_err("the second line cannot be written");
+    assert_eq!(e.exit, Exit::BrokenPipe);
+    assert_eq!(e.exit as u8, 141);
+    assert_eq!(e.message, "", "nothing is printed for a closed stdout");
+}

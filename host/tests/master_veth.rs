@@ -161,3 +161,23 @@ fn ferrocat_binary_lists_the_terminals() {
         "ferrocat: no terminal at position 9 (the bus has 7 terminals)"
     );
 }
+
+#[test]
+fn ferrocat_binary_is_quiet_when_stdout_closes_early() {
+    let bus = SimBus::start();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrocat"))
+        .args(["-i", &bus.name, "slaves"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ferrocat runs");
+    // The reader goes away before ferrocat has scanned the bus, like `| head -0`.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("ferrocat ends");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "no 'Broken pipe' message"
+    );
+    assert_eq!(out.status.code(), Some(141), "128 + SIGPIPE, like a C tool");
+}

@@ -143,6 +143,9 @@ pub enum Exit {
     NoPerm = 77,
     /// EX_CONFIG (78): a configuration error.
     Config = 78,
+    /// 141 (128 + SIGPIPE): whoever read the output closed it early (`ferrocat slaves |
+    /// head -1`). Nothing is printed, as for a C tool that SIGPIPE ended.
+    BrokenPipe = 141,
 }
 
 /// An error a subcommand ends with: a message for the user and an exit code.
@@ -180,6 +183,8 @@ impl std::error::Error for CliError {}
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> CliError {
         let exit = match e.kind() {
+            // Not an error to report: the reader of stdout has gone.
+            std::io::ErrorKind::BrokenPipe => return CliError::new(Exit::BrokenPipe, ""),
             std::io::ErrorKind::PermissionDenied => Exit::NoPerm,
             std::io::ErrorKind::NotFound => Exit::NoInput,
             std::io::ErrorKind::TimedOut => Exit::TempFail,
