@@ -373,7 +373,11 @@ impl Segment {
                     }
                 }
                 FrameOutcome::Reply {
-                    delay_ns: self.wire.round_trip_ns(frame.len(), n) + fate.delay_ns,
+                    // Saturating: the injected delay is whatever the fault handle holds.
+                    delay_ns: self
+                        .wire
+                        .round_trip_ns(frame.len(), n)
+                        .saturating_add(fate.delay_ns),
                 }
             }
         };

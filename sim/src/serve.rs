@@ -498,7 +498,10 @@ pub fn apply_fault_command(faults: &crate::fault::Faults, line: &str) -> Result<
                 .ok_or("missing delay in microseconds")?
                 .parse()
                 .map_err(|_| "delay must be whole microseconds".to_string())?;
-            faults.set_delay(r, us * 1000);
+            let ns = us
+                .checked_mul(1000)
+                .ok_or_else(|| format!("delay of {us} µs is too long"))?;
+            faults.set_delay(r, ns);
         }
         ["link", "down"] => faults.set_link_down(true),
         ["link", "up"] => faults.set_link_down(false),
@@ -597,6 +600,15 @@ mod tests {
         apply_fault_command(&f, "fall-back 2 safeop 0x001A").expect("fall-back");
         assert_eq!(f.take_pending().len(), 1);
         assert!(apply_fault_command(&f, "drop 2").is_err());
+        assert!(apply_fault_command(&f, "drop NaN").is_err());
+        // A delay whose nanoseconds overflow is refused, the settings stay.
+        let e = apply_fault_command(&f, "delay 0.5 18446744073709551615").expect_err("overflow");
+        assert!(e.contains("too long"), "{e}");
+        assert!(apply_fault_command(&f, "delay 0.5 -1").is_err());
+        assert_eq!(f.settings().delay_ns, 200_000);
+        assert!(apply_fault_command(&f, "fall-back 2 safeop 0x10000").is_err());
+        assert!(apply_fault_command(&f, "fall-back 2 op 0x001A").is_err());
+        assert!(apply_fault_command(&f, "power-cycle -1").is_err());
         assert!(
             apply_fault_command(&f, "explode")
                 .expect_err("unknown")

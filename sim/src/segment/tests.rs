@@ -1040,3 +1040,16 @@ fn extreme_system_time_compares_do_not_overflow_the_clock() {
         assert_eq!(reply[0].2, 2, "both terminals answer compare {i}");
     }
 }
+
+#[test]
+fn the_longest_injected_delay_saturates() {
+    let mut seg = bus(&["ek1100"]);
+    seg.set_wire_time(WireTime::realistic());
+    seg.faults().set_delay(1.0, u64::MAX);
+    let mut f = frame(&[(BRD, 0, 0, vec![0; 2])]);
+    assert_eq!(
+        seg.process(&mut f, 0),
+        FrameOutcome::Reply { delay_ns: u64::MAX }
+    );
+    assert_eq!(parsed(&f)[0].2, 1);
+}
