@@ -4,7 +4,8 @@
 //! sizes before calling the kernel. [`MapMemory`] is the host's view of an mmapable
 //! ARRAY's values, shared with running programs: it hands out no Rust reference to the
 //! shared bytes, only bounds-checked accessors that read and write through atomic
-//! operations on raw pointers. [`RingBufReader`] consumes a `BPF_MAP_TYPE_RINGBUF`.
+//! operations on raw pointers (scalars) or volatile byte copies (byte ranges, no
+//! atomicity across bytes). [`RingBufReader`] consumes a `BPF_MAP_TYPE_RINGBUF`.
 //!
 //! Keep a map's descriptor open (or pin it) as long as programs must see it: closing the
 //! last descriptor of an unpinned PROG_ARRAY empties it even while a program that

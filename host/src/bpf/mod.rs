@@ -1,6 +1,8 @@
 //! Every `bpf(2)` call ferrocat makes goes through this module: programs, maps, XDP
-//! links, bpffs pins and run statistics. [`sys`] is the only place that calls the kernel;
-//! a fake stands in for it in unit tests that need no root.
+//! links, bpffs pins and run statistics. [`sys`] is the only place that makes them,
+//! together with the other calls on BPF objects (mmap/munmap of map memory, the bpffs
+//! mount and statfs, the rtnetlink query of an interface's XDP program); a fake stands
+//! in for it in unit tests that need no root.
 //!
 //! - [`prog`]: [`Program::load`](prog::Program::load) (verifier statistics on success,
 //!   an annotated [`LoadError`](prog::LoadError) on rejection), test runs, run
