@@ -266,6 +266,49 @@ async fn upload_and_download_typed_values() {
 }
 
 #[tokio::test]
+async fn upload_and_download_accept_index_colon_subindex() {
+    let bus = SharedBus::reference();
+    let (out, r) = bus.run(&["upload", "-p", "6", "0x1018:2"]).await;
+    r.expect("upload 0x1018:2");
+    assert_eq!(out, "461451346\n");
+    let (_, r) = bus
+        .run(&["download", "-p", "6", "0x8010:1", "1250", "--type", "u16"])
+        .await;
+    r.expect("download 0x8010:1");
+    let (out, r) = bus
+        .run(&["upload", "-p", "6", "0x8010:01", "-t", "u16"])
+        .await;
+    r.expect("upload 0x8010:01");
+    assert_eq!(out, "1250\n");
+
+    for (args, what) in [
+        (&["upload", "-p", "6", "0x1018"][..], "no subindex"),
+        (
+            &["upload", "-p", "6", "0x1018:2", "2"][..],
+            "subindex twice",
+        ),
+        (&["upload", "-p", "6", "0x1018:"][..], "empty subindex"),
+        (
+            &["upload", "-p", "6", "0x1018:256"][..],
+            "subindex over 8 bits",
+        ),
+        (&["upload", "-p", "6", ":2"][..], "empty index"),
+        (
+            &["download", "-p", "6", "0x8010:1", "1", "1250"][..],
+            "subindex twice",
+        ),
+        (
+            &["download", "-p", "6", "0x8010", "1250"][..],
+            "no subindex",
+        ),
+    ] {
+        let (_, r) = bus.run(args).await;
+        let e = r.expect_err(what);
+        assert_eq!(e.exit, Exit::Usage, "{what}: {}", e.message);
+    }
+}
+
+#[tokio::test]
 async fn transfer_errors_have_clear_messages_and_exit_codes() {
     let bus = SharedBus::reference();
     let (_, r) = bus.run(&["upload", "-p", "6", "0x5555", "0"]).await;
