@@ -6,7 +6,9 @@ use std::collections::VecDeque;
 
 use super::abort::AbortCode;
 use super::dictionary::{Access, AccessState, ObjectDictionary};
-use super::mailbox::{self, HEADER_LEN, MailboxHeader, TYPE_COE};
+use super::mailbox::{self, HEADER_LEN, MailboxHeader};
+use crate::app::mailbox_error;
+use crate::app::mailbox_type::COE as TYPE_COE;
 
 /// CoE service: emergency. ETG.1000.6 table 29.
 pub const SERVICE_EMERGENCY: u8 = 1;
@@ -193,14 +195,14 @@ impl CoeServer {
         let Some(header) = MailboxHeader::parse(request) else {
             let counter = self.next_counter();
             self.replies
-                .push_back(mailbox::error_reply(counter, mailbox::ERR_SIZE_TOO_SHORT));
+                .push_back(mailbox::error_reply(counter, mailbox_error::SIZE_TOO_SHORT));
             return;
         };
         let end = HEADER_LEN + usize::from(header.length);
         let Some(data) = request.get(HEADER_LEN..end) else {
             let counter = self.next_counter();
             self.replies
-                .push_back(mailbox::error_reply(counter, mailbox::ERR_INVALID_SIZE));
+                .push_back(mailbox::error_reply(counter, mailbox_error::INVALID_SIZE));
             return;
         };
         if header.counter != 0 && self.last_request_counter == Some(header.counter) {
@@ -211,14 +213,14 @@ impl CoeServer {
             let counter = self.next_counter();
             self.replies.push_back(mailbox::error_reply(
                 counter,
-                mailbox::ERR_UNSUPPORTED_PROTOCOL,
+                mailbox_error::UNSUPPORTED_PROTOCOL,
             ));
             return;
         }
         if data.len() < COE_HEADER_LEN {
             let counter = self.next_counter();
             self.replies
-                .push_back(mailbox::error_reply(counter, mailbox::ERR_SIZE_TOO_SHORT));
+                .push_back(mailbox::error_reply(counter, mailbox_error::SIZE_TOO_SHORT));
             return;
         }
         let service = data[1] >> 4;
@@ -230,7 +232,7 @@ impl CoeServer {
                 let counter = self.next_counter();
                 self.replies.push_back(mailbox::error_reply(
                     counter,
-                    mailbox::ERR_SERVICE_NOT_SUPPORTED,
+                    mailbox_error::SERVICE_NOT_SUPPORTED,
                 ));
             }
         }
@@ -261,7 +263,7 @@ impl CoeServer {
         let Some(&command) = body.first() else {
             let counter = self.next_counter();
             self.replies
-                .push_back(mailbox::error_reply(counter, mailbox::ERR_SIZE_TOO_SHORT));
+                .push_back(mailbox::error_reply(counter, mailbox_error::SIZE_TOO_SHORT));
             return;
         };
         let index = u16::from_le_bytes([
@@ -273,7 +275,7 @@ impl CoeServer {
             cs::INITIATE_UPLOAD | cs::INITIATE_DOWNLOAD if body.len() < SDO_HEADER_LEN => {
                 let counter = self.next_counter();
                 self.replies
-                    .push_back(mailbox::error_reply(counter, mailbox::ERR_SIZE_TOO_SHORT));
+                    .push_back(mailbox::error_reply(counter, mailbox_error::SIZE_TOO_SHORT));
             }
             cs::INITIATE_UPLOAD => self.initiate_upload(command, index, sub, state),
             cs::UPLOAD_SEGMENT => self.upload_segment(command),
