@@ -13,6 +13,14 @@ use crate::link::LinkErrors;
 /// Why a generic XDP program could not be built, loaded, run, pinned or read.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The program's `declare` method declared a name that cannot be used.
+    #[error("declaring XDP program `{program}`: {problems}")]
+    Declare {
+        /// The program.
+        program: String,
+        /// Each problem, naming the declaration and where it is.
+        problems: String,
+    },
     /// The program's `program` method generated code the builder refused.
     #[error("building XDP program `{program}`: {source}")]
     Build {

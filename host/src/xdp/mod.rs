@@ -48,6 +48,7 @@ mod error;
 mod vars;
 
 use std::ops::Deref;
+use std::panic::Location;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -62,7 +63,7 @@ use crate::bpf::map::{BPF_F_NO_PREALLOC, Map, MapSpec, MapType};
 use crate::bpf::prog::{LoadOptions, Program};
 use crate::bpf::xdp::{self as kxdp, XdpLink};
 use crate::link::{LinkedProgram, StandaloneLink, VariableBlock, link_standalone};
-use ferrocat_plugin_api::fragment::Fragment;
+use ferrocat_plugin_api::fragment::{Fragment, ScalarType};
 
 pub use crate::bpf::xdp::XdpMode;
 pub use crate::link::{XDP_DROP, XDP_PASS, XDP_TX};
@@ -94,10 +95,21 @@ pub trait XdpProgram: Sized {
 }
 
 /// Where a program declares its variables and maps (see [`XdpProgram::declare`]).
+///
+/// Names are checked here and a mistake is reported by [`Xdp::new`] (or
+/// [`Xdp::load_maps`]) as [`Error::Declare`], before any map exists: a name used twice,
+/// an empty one, or a map name that cannot be a pin (a `/`, `.` or `..`, or the
+/// reserved [`GLOBALS_MAP`] and [`LINK_PIN`]).
 #[derive(Debug, Default)]
 pub struct Declare {
     globals: Arc<Globals>,
+    /// The globals' names and types, in declaration order.
+    vars: Vec<(String, ScalarType)>,
     maps: Vec<Arc<MapSlot>>,
+    /// Where each global and map was declared (for the messages below).
+    at: Vec<(String, &'static Location<'static>)>,
+    /// Mistakes found, each a sentence naming the declaration.
+    problems: Vec<String>,
 }
 
 /// The kernel's map names: at most 15 bytes of `[A-Za-z0-9_.]`.
@@ -116,11 +128,49 @@ fn kernel_name(name: &str) -> String {
 
 impl Declare {
     /// A global variable `name` of type `T` (initially 0).
+    #[track_caller]
     pub fn global<T: Value>(&mut self, name: &str) -> Global<T> {
+        self.check("global", name, false, Location::caller());
+        self.vars.push((name.to_string(), T::TYPE));
         Global::new(name, Arc::clone(&self.globals))
     }
 
+    /// Records what is wrong with the name of a global or (`is_map`) map declared `at`.
+    fn check(&mut self, kind: &str, name: &str, is_map: bool, at: &'static Location<'static>) {
+        let earlier = self.at.iter().find(|(n, _)| n == name).map(|(_, a)| *a);
+        let problem = if name.is_empty() {
+            Some("has an empty name".to_string())
+        } else if let Some(first) = earlier {
+            Some(format!("is declared twice (first at {first})"))
+        } else if is_map && (name == GLOBALS_MAP || name == LINK_PIN) {
+            Some(format!(
+                "takes a reserved pin name (`{GLOBALS_MAP}` and `{LINK_PIN}` are)"
+            ))
+        } else if is_map && (name.contains(['/', '\0']) || name == "." || name == "..") {
+            Some("cannot be a pin name (no `/`, `.` or `..`)".to_string())
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            self.problems.push(format!("{kind} `{name}` at {at} {p}"));
+        }
+        self.at.push((name.to_string(), at));
+    }
+
+    /// The problems found, as the error of program `program`.
+    fn finish(&self, program: &str) -> Result<(), Error> {
+        if self.problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Declare {
+            program: program.to_string(),
+            problems: self.problems.join("; "),
+        })
+    }
+
+    #[track_caller]
     fn map(&mut self, name: &str, spec: MapSpec) -> Arc<MapSlot> {
+        self.check("map", name, true, Location::caller());
         let slot = Arc::new(MapSlot {
             name: name.to_string(),
             spec,
@@ -131,12 +181,14 @@ impl Declare {
     }
 
     /// A per-CPU array `name` of `entries` values of type `T`.
+    #[track_caller]
     pub fn per_cpu_array<T: Value>(&mut self, name: &str, entries: u32) -> PerCpuArray<T> {
         let spec = MapSpec::percpu_array(&kernel_name(name), T::SIZE as u32, entries);
         PerCpuArray::new(self.map(name, spec))
     }
 
     /// A hash map `name` from `K` to `V` with room for `max_entries` keys.
+    #[track_caller]
     pub fn hash_map<K: Value, V: Value>(&mut self, name: &str, max_entries: u32) -> HashMap<K, V> {
         let mut spec = MapSpec::hash(
             &kernel_name(name),
@@ -216,10 +268,9 @@ fn open_pinned(fs: &Bpffs, name: &str, spec: &MapSpec) -> Result<Map, Error> {
 }
 
 /// Builds `P`'s fragment, with every global declared first in declaration order.
-fn build<P: XdpProgram>(p: &P, globals: &Globals) -> Result<Fragment, Error> {
+fn build<P: XdpProgram>(p: &P, decl: &Declare) -> Result<Fragment, Error> {
     let b = Builder::new(P::NAME);
-    let vars = globals.vars.lock().map(|v| v.clone()).unwrap_or_default();
-    for (name, ty) in &vars {
+    for (name, ty) in &decl.vars {
         b.device(name, *ty);
     }
     p.program(&b);
@@ -265,6 +316,7 @@ impl<P: XdpProgram> Xdp<P> {
     fn prepare(source: Source<'_>) -> Result<Xdp<P>, Error> {
         let mut decl = Declare::default();
         let program = P::declare(&mut decl);
+        decl.finish(P::NAME)?;
         for slot in &decl.maps {
             let map = match &source {
                 Source::Create => Map::create(&slot.spec).map_err(|e| Error::Map {
@@ -275,7 +327,7 @@ impl<P: XdpProgram> Xdp<P> {
             };
             let _ = slot.map.set(map);
         }
-        let fragment = build(&program, &decl.globals)?;
+        let fragment = build(&program, &decl)?;
         let block = VariableBlock::place([("", &fragment)]).map_err(|e| Error::Link {
             program: P::NAME.to_string(),
             source: crate::link::LinkErrors(e),
@@ -529,7 +581,8 @@ pub fn open_pinned_map(dir: &Path, name: &str, map_type: MapType) -> Result<Map,
 pub fn listing<P: XdpProgram>(globals_fd: i32) -> Result<String, Error> {
     let mut decl = Declare::default();
     let program = P::declare(&mut decl);
-    let fragment = build(&program, &decl.globals)?;
+    decl.finish(P::NAME)?;
+    let fragment = build(&program, &decl)?;
     let has_globals = fragment
         .vars
         .iter()

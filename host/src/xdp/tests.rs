@@ -159,3 +159,79 @@ fn listing_needs_no_kernel() {
     assert!(text.contains("r1 = map[fd:-1]"), "{text}");
     assert!(text.contains("lock *(u64 *)(r0 +0) += r1"), "{text}");
 }
+
+/// Names that cannot work: a global twice (of another type), a map under a reserved
+/// pin name, a map name with a `/`, an empty name, a map named like a global.
+#[derive(Debug)]
+struct BadNames {
+    _a: Global<u64>,
+    _b: Global<u16>,
+    _c: Global<u8>,
+    _m: HashMap<u16, u64>,
+    _n: PerCpuArray<u64>,
+    _o: HashMap<u16, u64>,
+    _p: HashMap<u16, u64>,
+}
+
+impl XdpProgram for BadNames {
+    const NAME: &'static str = "bad_names";
+    fn declare(d: &mut Declare) -> Self {
+        BadNames {
+            _a: d.global("x"),
+            _b: d.global("x"),
+            _c: d.global(""),
+            _m: d.hash_map("globals", 4),
+            _n: d.per_cpu_array("a/b", 4),
+            _o: d.hash_map("x", 4),
+            _p: d.hash_map("link", 4),
+        }
+    }
+    fn program(&self, b: &Builder) {
+        b.exit(XDP_PASS);
+    }
+}
+
+#[test]
+fn bad_names_are_refused_before_any_map_exists() {
+    let fake = FakeKernel::new(1);
+    let _g = use_fake(fake.clone());
+    let e = Xdp::<BadNames>::new().expect_err("bad names");
+    assert!(matches!(e, Error::Declare { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.starts_with("declaring XDP program `bad_names`: "),
+        "{text}"
+    );
+    let first = format!("{}:", file!());
+    assert!(
+        text.contains(&format!("global `x` at {first}"))
+            && text.contains("is declared twice (first at"),
+        "{text}"
+    );
+    assert!(
+        text.contains("global `` at ") && text.contains("has an empty name"),
+        "{text}"
+    );
+    assert!(
+        text.contains("map `globals` at ")
+            && text.contains("map `link` at ")
+            && text.contains("takes a reserved pin name"),
+        "{text}"
+    );
+    assert!(
+        text.contains("map `a/b` at ") && text.contains("cannot be a pin name"),
+        "{text}"
+    );
+    assert!(
+        text.contains("map `x` at "),
+        "a map named like a global: {text}"
+    );
+    assert_eq!(
+        text.split("; ").count(),
+        6,
+        "one problem per bad name: {text}"
+    );
+    assert!(fake.loads().is_empty(), "nothing loaded");
+    let e = listing::<BadNames>(3).expect_err("the listing checks too");
+    assert!(matches!(e, Error::Declare { .. }), "{e}");
+}

@@ -90,11 +90,10 @@ impl MapSlot {
     }
 }
 
-/// The program's globals: their names and types in declaration order, and once loaded
-/// the map, its mapped memory and where the linker placed each.
+/// The program's globals once loaded: the map, its mapped memory and where the linker
+/// placed each (their names and types are in `Declare`).
 #[derive(Debug, Default)]
 pub(crate) struct Globals {
-    pub vars: std::sync::Mutex<Vec<(String, ScalarType)>>,
     pub map: OnceLock<Map>,
     pub mem: OnceLock<MapMemory>,
     pub block: OnceLock<VariableBlock>,
@@ -117,9 +116,6 @@ impl<T> fmt::Debug for Global<T> {
 
 impl<T: Value> Global<T> {
     pub(crate) fn new(name: &str, globals: Arc<Globals>) -> Global<T> {
-        if let Ok(mut v) = globals.vars.lock() {
-            v.push((name.to_string(), T::TYPE));
-        }
         Global {
             name: name.to_string(),
             globals,
