@@ -191,15 +191,9 @@ impl Bpffs {
     /// `/sys/fs/bpf`, mounting a bpffs there if none is (needs CAP_SYS_ADMIN); a clear
     /// error if it is absent and cannot be mounted.
     pub fn default_mount() -> Result<Bpffs, BpffsError> {
-        let kernel = sys::current();
         let root = PathBuf::from(DEFAULT_BPFFS);
-        if kernel.fs_magic(&root).ok() != Some(BPF_FS_MAGIC) {
-            kernel
-                .mount_bpffs(&root)
-                .map_err(|source| BpffsError::NotMounted {
-                    path: root.clone(),
-                    source,
-                })?;
+        if sys::current().fs_magic(&root).ok() != Some(BPF_FS_MAGIC) {
+            return Bpffs::mount_at(root);
         }
         Bpffs::at(root)
     }

@@ -417,17 +417,16 @@ impl Program {
             log_level: BPF_LOG_STATS,
         };
         let mut log = vec![0u8; STATS_LOG_SIZE];
+        // The program with the verifier's figures from the log of the load that took it.
+        let loaded = |fd: OwnedFd, kernel: Arc<dyn Kernel>, log: &[u8]| Program {
+            fd,
+            kernel,
+            name: opts.name.to_string(),
+            stats: VerifierStats::parse(&log_text(log)),
+        };
         let first = kernel.prog_load(&attr, &mut log);
         let error = match first.fd {
-            Ok(fd) => {
-                let stats = VerifierStats::parse(&log_text(&log));
-                return Ok(Program {
-                    fd,
-                    kernel,
-                    name: opts.name.to_string(),
-                    stats,
-                });
-            }
+            Ok(fd) => return Ok(loaded(fd, kernel, &log)),
             Err(e) => e,
         };
         // ENOSPC on the statistics load means even the statistics did not fit: only
@@ -438,16 +437,8 @@ impl Program {
             let mut log = vec![0u8; size];
             let again = kernel.prog_load(&attr, &mut log);
             match again.fd {
-                Ok(fd) => {
-                    // Accepted the second time (the first failure was transient).
-                    let stats = VerifierStats::parse(&log_text(&log));
-                    return Ok(Program {
-                        fd,
-                        kernel,
-                        name: opts.name.to_string(),
-                        stats,
-                    });
-                }
+                // Accepted the second time (the first failure was transient).
+                Ok(fd) => return Ok(loaded(fd, kernel, &log)),
                 Err(e) if e.errno() == Some(libc::ENOSPC) && size < MAX_LOG_SIZE => {
                     let wanted = again.log_true_size as usize + 1;
                     size = wanted.max(size * 2).min(MAX_LOG_SIZE);
