@@ -5,12 +5,13 @@
 //! through the simulated segment. Every frame is written to pcapng and must decode in
 //! tshark as EtherCAT with no malformed or warning item.
 
+mod support;
+
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
 
 use ferrocat_sim::serve::{BusProcessor, bus_processor};
 use ferrocat_sim::topology::Topology;
+use support::{assert_tshark_clean, tshark_matching, write_pcapng};
 
 /// Datagram commands. ETG.1000.4 table 12.
 const APWR: u8 = 2;
@@ -170,30 +171,8 @@ fn coe_traffic_decodes_in_tshark() {
     std::fs::create_dir_all(&dir).expect("dir");
     let pcap = dir.join("coe.pcapng");
     write_pcapng(&pcap, &m.frames);
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(&pcap)
-        .args(["-Y", "_ws.malformed || _ws.expert.severity >= warning"])
-        .output()
-        .expect("tshark installed (scripts/setup.sh)");
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let flagged = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        flagged.trim().is_empty(),
-        "tshark flags frames in {}:\n{flagged}",
-        pcap.display()
-    );
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(&pcap)
-        .args(["-Y", "ecat_mailbox.coe"])
-        .output()
-        .expect("tshark");
-    let coe_frames = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert_tshark_clean(&pcap);
+    let coe_frames = tshark_matching(&pcap, "ecat_mailbox.coe").len();
     assert!(coe_frames >= 2 * 10, "{coe_frames} CoE frames dissected");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -204,29 +183,4 @@ fn topology_objects() -> usize {
     )
     .expect("dictionary");
     od.len()
-}
-
-fn write_pcapng(path: &std::path::Path, frames: &[(u64, Vec<u8>)]) {
-    use pcap_file::DataLink;
-    use pcap_file::pcapng::PcapNgWriter;
-    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
-    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
-    let file = std::fs::File::create(path).expect("pcapng file");
-    let mut w = PcapNgWriter::new(file).expect("pcapng header");
-    w.write_pcapng_block(InterfaceDescriptionBlock {
-        linktype: DataLink::ETHERNET,
-        snaplen: 0xFFFF,
-        options: vec![],
-    })
-    .expect("idb");
-    for (t, f) in frames {
-        w.write_pcapng_block(EnhancedPacketBlock {
-            interface_id: 0,
-            timestamp: Duration::from_nanos(*t),
-            original_len: f.len() as u32,
-            data: std::borrow::Cow::Borrowed(f),
-            options: vec![],
-        })
-        .expect("epb");
-    }
 }

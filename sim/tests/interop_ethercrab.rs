@@ -6,6 +6,8 @@
 //!
 //! Needs root (veth pair, AF_PACKET, XDP): fails, does not skip, without it.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +19,7 @@ use ethercrab::{MainDevice, MainDeviceConfig, PduStorage, SubDeviceState, Timeou
 use ferrocat_sim::models::Signal;
 use ferrocat_sim::serve;
 use ferrocat_sim::topology::Topology;
+use support::{assert_tshark_clean, tshark_matching, write_pcapng};
 
 const MAX_SUBDEVICES: usize = 16;
 const MAX_PDU_DATA: usize = PduStorage::element_size(1100);
@@ -69,31 +72,6 @@ impl Drop for Veth {
         let _ = Command::new("ip")
             .args(["link", "del", &self.master])
             .status();
-    }
-}
-
-fn write_pcapng(path: &std::path::Path, frames: &[(u64, Vec<u8>)]) {
-    use pcap_file::DataLink;
-    use pcap_file::pcapng::PcapNgWriter;
-    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
-    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
-    let file = std::fs::File::create(path).expect("pcapng file");
-    let mut w = PcapNgWriter::new(file).expect("pcapng header");
-    w.write_pcapng_block(InterfaceDescriptionBlock {
-        linktype: DataLink::ETHERNET,
-        snaplen: 0xFFFF,
-        options: vec![],
-    })
-    .expect("idb");
-    for (t, f) in frames {
-        w.write_pcapng_block(EnhancedPacketBlock {
-            interface_id: 0,
-            timestamp: Duration::from_nanos(*t),
-            original_len: f.len() as u32,
-            data: std::borrow::Cow::Borrowed(f),
-            options: vec![],
-        })
-        .expect("epb");
     }
 }
 
@@ -355,32 +333,10 @@ fn ethercrab_runs_the_reference_bus() {
     std::fs::create_dir_all(&dir).expect("dir");
     let pcap = dir.join("ethercrab-reference.pcapng");
     write_pcapng(&pcap, &frames);
-    let out = Command::new("tshark")
-        .args(["-r"])
-        .arg(&pcap)
-        .args(["-Y", "_ws.malformed || _ws.expert.severity >= warning"])
-        .output()
-        .expect("tshark installed (scripts/setup.sh)");
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let flagged = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        flagged.trim().is_empty(),
-        "tshark flags frames in {}:\n{flagged}",
-        pcap.display()
-    );
+    assert_tshark_clean(&pcap);
     // And tshark did dissect them as EtherCAT, mailbox traffic included.
     for (filter, at_least) in [("ecat", frames.len()), ("ecat_mailbox.coe", 4)] {
-        let out = Command::new("tshark")
-            .arg("-r")
-            .arg(&pcap)
-            .args(["-Y", filter])
-            .output()
-            .expect("tshark");
-        let n = String::from_utf8_lossy(&out.stdout).lines().count();
+        let n = tshark_matching(&pcap, filter).len();
         assert!(
             n >= at_least,
             "{n} frames match {filter}, expected at least {at_least}"
