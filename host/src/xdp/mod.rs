@@ -416,8 +416,9 @@ impl<P: XdpProgram> Xdp<P> {
         })
     }
 
-    /// Attaches the program to `iface` until [`detach`](Self::detach) (or, if not
-    /// pinned with [`pin_maps`](Self::pin_maps), until this process exits).
+    /// Attaches the program to `iface` until [`detach`](Self::detach); unless its link
+    /// is pinned with [`pin_maps`](Self::pin_maps), also until this `Xdp` is dropped or
+    /// the process exits (the kernel detaches a link when its last descriptor closes).
     pub fn attach(&self, iface: &str) -> Result<(), Error> {
         let prog = self.kernel_program()?;
         let link = XdpLink::attach(prog, iface, self.mode)?;
@@ -428,6 +429,8 @@ impl<P: XdpProgram> Xdp<P> {
     /// Pins the maps (and the link of [`attach`](Self::attach), if attached) in the
     /// new directory `dir`, created on a bpffs (`/sys/fs/bpf/NAME`, mounting bpffs there if
     /// needed, or any directory on a bpffs): they outlive this process. Returns `dir`.
+    /// An existing `dir` is refused (`BpffsError::PathExists`); if a pin fails, the pins
+    /// made and the directory are removed again.
     pub fn pin_maps(&self, dir: impl AsRef<Path>) -> Result<PathBuf, Error> {
         let dir = dir.as_ref();
         let (parent, name) = match (dir.parent(), dir.file_name().and_then(|n| n.to_str())) {
@@ -443,19 +446,51 @@ impl<P: XdpProgram> Xdp<P> {
         } else {
             Bpffs::at(parent)?
         };
+        // A directory of its own, so that a failure half-way can remove every pin made.
+        let path = fs.path(name)?;
+        if path.symlink_metadata().is_ok() {
+            return Err(Error::Bpffs(bpffs::BpffsError::PathExists { path }));
+        }
         let path = fs.create_dir(name)?;
         let inner = Bpffs::at(&path)?;
-        if let Some(map) = self.decl.globals.map.get() {
-            inner.pin(map, GLOBALS_MAP)?;
-        }
-        for slot in &self.decl.maps {
-            inner.pin(slot.get()?, &slot.name)?;
-        }
-        if let Some(link) = self.lock_link().as_ref() {
-            link.pin(&inner, LINK_PIN)?;
+        let mut made = Vec::new();
+        if let Err(e) = self.pin_all(&inner, &mut made) {
+            for name in made {
+                let _ = inner.unpin(name);
+            }
+            let _ = remove_pin_dir(&path);
+            return Err(e);
         }
         let _ = self.pins.set(inner);
         Ok(path)
+    }
+
+    /// Pins the globals, the maps and the link (if attached) in `fs`, adding the name
+    /// of each pin made to `made`.
+    fn pin_all<'s>(&'s self, fs: &Bpffs, made: &mut Vec<&'s str>) -> Result<(), Error> {
+        if let Some(map) = self.decl.globals.map.get() {
+            fs.pin(map, GLOBALS_MAP)?;
+            made.push(GLOBALS_MAP);
+        }
+        for slot in &self.decl.maps {
+            fs.pin(slot.get()?, &slot.name)?;
+            made.push(&slot.name);
+        }
+        if let Some(link) = self.lock_link().as_ref() {
+            link.pin(fs, LINK_PIN)?;
+            made.push(LINK_PIN);
+        }
+        Ok(())
+    }
+
+    /// Removes the pins `pin_all` makes from `fs`, those that exist.
+    fn unpin_all(&self, fs: &Bpffs) -> Result<(), Error> {
+        fs.unpin(LINK_PIN)?;
+        fs.unpin(GLOBALS_MAP)?;
+        for slot in &self.decl.maps {
+            fs.unpin(&slot.name)?;
+        }
+        Ok(())
     }
 
     /// Detaches the program from `iface`: the link this instance attached, else the
@@ -494,11 +529,7 @@ impl<P: XdpProgram> Xdp<P> {
         let Some(fs) = self.pins.get() else {
             return Ok(());
         };
-        fs.unpin(LINK_PIN)?;
-        fs.unpin(GLOBALS_MAP)?;
-        for slot in &self.decl.maps {
-            fs.unpin(&slot.name)?;
-        }
+        self.unpin_all(fs)?;
         remove_pin_dir(fs.root())?;
         Ok(())
     }

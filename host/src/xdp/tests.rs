@@ -235,3 +235,71 @@ fn bad_names_are_refused_before_any_map_exists() {
     let e = listing::<BadNames>(3).expect_err("the listing checks too");
     assert!(matches!(e, Error::Declare { .. }), "{e}");
 }
+
+/// A global and a map: two pins.
+#[derive(Debug)]
+struct Both {
+    count: Global<u64>,
+    counts: HashMap<u16, u64>,
+}
+
+impl XdpProgram for Both {
+    const NAME: &'static str = "both";
+    fn declare(d: &mut Declare) -> Self {
+        Both {
+            count: d.global("count"),
+            counts: d.hash_map("counts", 4),
+        }
+    }
+    fn program(&self, b: &Builder) {
+        self.count.var(b).add_assign(1u32);
+        self.counts.add(b, 1u32, 1u32);
+    }
+}
+
+#[test]
+fn a_pin_failing_half_way_removes_the_pins_made_and_the_directory() {
+    let fake = FakeKernel::new(1);
+    let _g = use_fake(fake.clone());
+    let root = std::env::temp_dir().join(format!("ferrocat-xdp-pins-{}", std::process::id()));
+    std::fs::create_dir_all(&root).expect("temporary directory");
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = Remove(root.clone());
+    let fs = Bpffs::mount_at(&root).expect("fake bpffs");
+    // Something already pinned where the second pin goes.
+    let other = Map::create(&MapSpec::hash("other", 2, 8, 4)).expect("map");
+    fs.pin(&other, "maps/counts").expect("pin");
+
+    let x = Xdp::<Both>::new().expect("load");
+    let dir = root.join("maps");
+    let e = x.pin_maps(&dir).expect_err("counts is taken");
+    assert!(
+        matches!(&e, Error::Bpffs(bpffs::BpffsError::PathExists { path }) if path.ends_with("maps/counts")),
+        "{e}"
+    );
+    assert!(
+        !fake.unpin(&dir.join(GLOBALS_MAP)),
+        "the globals pin made is removed"
+    );
+    assert!(!dir.exists(), "the directory made is removed");
+    assert!(
+        fake.unpin(&dir.join("counts")),
+        "the pin that was there stays"
+    );
+
+    // The pins work once the place is free; an existing directory is refused.
+    let path = x.pin_maps(&dir).expect("pin");
+    assert_eq!(path, dir);
+    let e = x.pin_maps(&dir).expect_err("exists");
+    assert!(e.to_string().contains("the path exists"), "{e}");
+    x.count.set(3).expect("set");
+    let y = Xdp::<Both>::load_maps(&dir).expect("open the pins");
+    assert_eq!(y.count.get().expect("get"), 3);
+    y.unpin_maps().expect("unpin");
+    assert!(!dir.exists());
+}
