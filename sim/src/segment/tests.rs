@@ -527,12 +527,7 @@ fn replay_twincat_run_ek1100_el1004() {
     // process data in this capture) is register-for-register an EL2004's. TwinCAT had set
     // the station addresses 0x03E9/0x03EA and PRE-OP before the capture starts: prime the
     // bus the same way.
-    let mut seg = Segment::new();
-    seg.push(basic_terminal(
-        crate::sii::Sii::load(std::path::Path::new(&testdata("eeprom/ek1100.bin")))
-            .expect("ek1100"),
-    ));
-    seg.push(el1004_standin());
+    let mut seg = ek1100_el1004();
     for (pos, addr) in [(0u16, 0x03E9u16), (0xFFFF, 0x03EA)] {
         let r = exchange(
             &mut seg,
@@ -551,12 +546,7 @@ fn replay_twincat_run_ek1100_el1004() {
 fn replay_soem_ek1100_el1004() {
     // SOEM's scan from power-on: the EL1004 stands in as an EL2004 (same ESC, see the
     // TwinCAT replay); its EEPROM contents therefore differ and are not compared.
-    let mut seg = Segment::new();
-    seg.push(basic_terminal(
-        crate::sii::Sii::load(std::path::Path::new(&testdata("eeprom/ek1100.bin")))
-            .expect("ek1100"),
-    ));
-    seg.push(el1004_standin());
+    let mut seg = ek1100_el1004();
     // SII data of the EL1004 (station 0x1002, or position 1 = 0xFFFF before addresses).
     let skip = |_cmd: u8, adp: u16, ado: u16| (0x0508..0x0510).contains(&ado) && adp == 0x1002;
     let report = replay_with(
@@ -567,6 +557,13 @@ fn replay_soem_ek1100_el1004() {
         false,
     );
     assert_faithful(&report);
+}
+
+/// The bus of the TwinCAT and SOEM captures: an EK1100 and an EL1004 stand-in.
+fn ek1100_el1004() -> Segment {
+    let mut seg = bus(&["ek1100"]);
+    seg.push(el1004_standin());
+    seg
 }
 
 /// An EL1004 for the replays: its EEPROM was not recorded, so the EL2004 image (same
@@ -734,12 +731,7 @@ fn random_valid_datagrams_never_panic() {
 
 #[test]
 fn replay_twincat_scan_ek1100_el1004() {
-    let mut seg = Segment::new();
-    seg.push(basic_terminal(
-        crate::sii::Sii::load(std::path::Path::new(&testdata("eeprom/ek1100.bin")))
-            .expect("ek1100"),
-    ));
-    seg.push(el1004_standin());
+    let mut seg = ek1100_el1004();
     // EEPROM contents of the stand-in (reads of 0x0502..0x050F of position 1 / 0x03EA).
     let skip = |_cmd: u8, adp: u16, ado: u16| {
         (0x0502..0x0510).contains(&ado) && (adp == 0x03EA || adp == 0xFFFF)
