@@ -179,7 +179,7 @@ fn malformed_frames_are_lost_and_counted() {
 }
 
 #[test]
-fn random_bytes_never_panic() {
+fn random_bytes_are_answered_forwarded_or_lost() {
     let mut seg = bus(&["ek1100", "el2828"]);
     let mut x: u64 = 0x1234_5678;
     for n in 0..20_000usize {
@@ -193,7 +193,30 @@ fn random_bytes_never_panic() {
             f[13] = 0xA4;
             f[15] = 0x10 | (f[15] & 0x07);
         }
-        let _ = seg.process(&mut f, n as u64 * 1000);
+        let sent = f.clone();
+        // EtherType 0x88A4 (after an optional VLAN tag) with a datagram header type.
+        let at = if f.get(12..14) == Some(&[0x81, 0x00]) {
+            16
+        } else {
+            12
+        };
+        let ethercat =
+            f.get(at..at + 2) == Some(&[0x88, 0xA4]) && f.get(at + 3).is_some_and(|h| h >> 4 == 1);
+        match seg.process(&mut f, n as u64 * 1000) {
+            FrameOutcome::NotEtherCat => {
+                assert!(!ethercat, "frame {n} is EtherCAT");
+                assert_eq!(f, sent, "frame {n}: forwarded unchanged");
+            }
+            FrameOutcome::Lost => {
+                assert_eq!(f, sent, "frame {n}: lost frames untouched");
+                assert!(seg.last_error().is_some() || sent.len() < 14, "frame {n}");
+            }
+            FrameOutcome::Reply { .. } => {
+                assert!(ethercat, "frame {n} answered but not EtherCAT");
+                assert_eq!(f.len(), sent.len(), "frame {n}");
+                assert_eq!(f[6], sent[6] | SOURCE_MAC_PROCESSED_BIT, "frame {n}");
+            }
+        }
     }
 }
 
@@ -690,7 +713,7 @@ fn closing_port_1_turns_frames_back() {
 }
 
 #[test]
-fn random_valid_datagrams_never_panic() {
+fn random_valid_datagrams_keep_the_frame_intact() {
     // Well-formed frames with random commands, addresses and data hit every register
     // side effect (AL control, SII commands, SM/FMMU configuration, DC) in odd orders.
     let mut seg = bus(&["ek1100", "el2828", "el2889", "el4104"]);
@@ -725,7 +748,20 @@ fn random_valid_datagrams_never_panic() {
             })
             .collect();
         let mut f = frame(&dgs);
-        let _ = seg.process(&mut f, n * 50_000);
+        let sent = f.clone();
+        match seg.process(&mut f, n * 50_000) {
+            FrameOutcome::Reply { .. } => {
+                assert_eq!(f.len(), sent.len(), "frame {n}");
+                let reply = parsed(&f);
+                assert_eq!(reply.len(), dgs.len(), "frame {n}: datagrams kept");
+                for (r, d) in reply.iter().zip(&dgs) {
+                    assert_eq!(r.1.len(), d.3.len(), "frame {n}: data length kept");
+                }
+            }
+            // A random DL control write may open a port without a link.
+            FrameOutcome::Lost => assert_eq!(f, sent, "frame {n}: lost frames untouched"),
+            FrameOutcome::NotEtherCat => panic!("frame {n} taken for a non-EtherCAT frame"),
+        }
     }
 }
 
