@@ -88,9 +88,12 @@ fn ethercrab_runs_the_reference_bus() {
     let (veth, sim_if) = Veth::new();
     let capture: Arc<Mutex<Captured>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
+    // Set by the server's first idle tick, which comes after its socket is open.
+    let ready = Arc::new(AtomicBool::new(false));
     let server = {
         let capture = capture.clone();
         let stop = stop.clone();
+        let ready = ready.clone();
         let sim_if = sim_if.clone();
         std::thread::spawn(move || {
             let processor = std::cell::RefCell::new(processor);
@@ -106,11 +109,23 @@ fn ethercrab_runs_the_reference_bus() {
                     }
                     reply
                 },
-                |now| processor.borrow_mut().idle(now),
+                |now| {
+                    ready.store(true, Ordering::Release);
+                    processor.borrow_mut().idle(now)
+                },
             )
         })
     };
-    std::thread::sleep(Duration::from_millis(200));
+    // Wait for the server (not a fixed sleep: a busy machine may take longer to start it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ready.load(Ordering::Acquire) {
+        assert!(!server.is_finished(), "the server stopped before serving");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -280,7 +295,19 @@ fn ethercrab_runs_the_reference_bus() {
         // SM2 with watchdog trigger) drops to SAFE-OP with AL status 0x001B; the EL2004's
         // ESC runs in device emulation, so its watchdog only switches its outputs off
         // (0x0440 bit 0 cleared, counter 0x0442 counts) and it stays in OP.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        // Poll (generous deadline) rather than sleep a fixed time: the server thread may
+        // be slow to run its idle tick on a busy machine.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let el4104 = group.subdevice(&maindevice, 5).expect("EL4104");
+            let status: u16 = el4104.register_read(0x0130u16).await.expect("0x0130");
+            let el2004 = group.subdevice(&maindevice, 1).expect("EL2004");
+            let wd: u16 = el2004.register_read(0x0440u16).await.expect("0x0440");
+            if (status == 0x0014 && wd & 1 == 0) || std::time::Instant::now() > deadline {
+                break;
+            }
+        }
         // AL status (0x0130) and AL status code (0x0134) as registers, ETG.1000.4 table 31.
         let mut al = Vec::new();
         for sd in group.iter(&maindevice) {
