@@ -40,7 +40,8 @@ fn up_answers_then_down_removes_everything_even_after_a_crash() {
     let name = format!("fcsu{}x0", std::process::id() % 100_000);
     let bus = Bus(name.clone());
 
-    let up = sim(&["up", "--name", &name, topology]);
+    // A generous start-up timeout: `up` returns as soon as the bus answers.
+    let up = sim(&["up", "--name", &name, "--timeout", "60", topology]);
     assert!(up.status.success(), "up: {}", text(&up));
     assert!(
         String::from_utf8_lossy(&up.stdout).contains("7 terminals answer"),
@@ -71,7 +72,7 @@ fn up_answers_then_down_removes_everything_even_after_a_crash() {
     assert_eq!(wkc, None, "no answer with the link down");
     let f = sim(&["fault", "--name", &name, "link", "up"]);
     assert!(f.status.success(), "fault: {}", text(&f));
-    let wkc = ferrocat_sim::netns::wait_for_bus(&name, Duration::from_secs(5)).expect("probe");
+    let wkc = ferrocat_sim::netns::wait_for_bus(&name, Duration::from_secs(30)).expect("probe");
     assert_eq!(wkc, Some(7), "all seven answer again");
     let f = sim(&["fault", "--name", &name, "drop", "1.5"]);
     assert!(!f.status.success());
@@ -118,11 +119,20 @@ fn bad_topology_and_missing_interface_give_clear_errors() {
     std::fs::create_dir_all(&dir).expect("dir");
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[[terminal]]\neeprom = \"x.bin\"\ncolour = \"red\"\n").expect("write");
-    let o = sim(&["up", "--name", "fcsbad", bad.to_str().expect("utf-8")]);
+    // Unique per process, so a concurrent run cannot make "nothing created" fail.
+    let name = format!("fcsb{}x0", std::process::id() % 100_000);
+    let o = sim(&["up", "--name", &name, bad.to_str().expect("utf-8")]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("colour") && err.contains("line 3"), "{err}");
-    assert!(!Path::new("/run/netns/fcsbad").exists(), "nothing created");
+    assert!(
+        !Path::new("/run/netns").join(&name).exists(),
+        "nothing created"
+    );
+    assert!(
+        !Path::new("/sys/class/net").join(&name).exists(),
+        "nothing created"
+    );
 
     let topology = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/reference.toml");
     let o = sim(&[
