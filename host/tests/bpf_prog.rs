@@ -148,12 +148,16 @@ fn run_statistics_count_test_runs() {
 }
 
 #[test]
-fn short_frame_is_dropped() {
+fn a_bare_ethernet_header_passes_the_bounds_check_shorter_frames_are_refused() {
     let p = Program::load_xdp("marker", &marker_program()).expect("load");
-    // XDP test runs need at least an Ethernet header; 14 bytes pass the check exactly.
+    // 14 bytes: data + 14 == data_end, the program may write byte 0.
     let run = p.test_run(&frame(14)).expect("test run");
     assert_eq!(run.retval, xdp_action::TX);
     assert_eq!(run.data[0], 0xaa);
+    assert_eq!(run.data[1..], frame(14)[1..]);
+    // Shorter than an Ethernet header: the kernel refuses the test run itself.
+    let e = p.test_run(&frame(13)).expect_err("13 bytes");
+    assert_eq!(e.errno(), Some(libc::EINVAL), "{e}");
 }
 
 #[test]
@@ -170,14 +174,49 @@ fn loaded_programs_are_listed_and_reopened_by_id() {
     );
 }
 
+/// An exclusive lock every process running the sysctl test takes (flock on a file in
+/// the temporary directory), so that two concurrent runs cannot restore the system-wide
+/// setting under each other; released when dropped, also on panic.
+struct SysctlLock(#[allow(dead_code)] std::fs::File);
+
+impl SysctlLock {
+    fn take() -> SysctlLock {
+        let path = std::env::temp_dir().join("ferrocat-test-bpf-stats-sysctl.lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+        SysctlLock(f)
+    }
+}
+
+/// Puts `kernel.bpf_stats_enabled` back when dropped, also on panic.
+struct RestoreSysctl(bool);
+
+impl Drop for RestoreSysctl {
+    fn drop(&mut self) {
+        if let Err(e) = RunStats::set_sysctl(self.0) {
+            eprintln!("cannot restore kernel.bpf_stats_enabled: {e}");
+        }
+    }
+}
+
 #[test]
 fn run_statistics_through_the_sysctl() {
+    let _lock = SysctlLock::take();
     let before = RunStats::sysctl_enabled().expect("read kernel.bpf_stats_enabled");
+    let _restore = RestoreSysctl(before);
     RunStats::set_sysctl(true).expect("write kernel.bpf_stats_enabled");
+    assert!(RunStats::sysctl_enabled().expect("read back"));
     let p = Program::load_xdp("sysctl_counted", &marker_program()).expect("load");
     let result = p.test_run_repeat(&frame(64), 10);
     let info = p.info();
-    RunStats::set_sysctl(before).expect("restore kernel.bpf_stats_enabled");
     assert_eq!(result.expect("run").retval, xdp_action::TX);
     assert_eq!(info.expect("info").run_cnt, 10);
 }
