@@ -289,3 +289,44 @@ fn pins_of_another_layout_are_refused_and_pins_are_removed_by_their_owner() {
     let e = c.detach(pair.host()).expect_err("nothing attached");
     assert!(matches!(e, Error::NotAttached { .. }), "{e}");
 }
+
+/// The counter's layout (one `u64` global) under another program name.
+#[derive(Debug)]
+struct SameLayout {
+    _packets: ferrocat::xdp::Global<u64>,
+}
+
+impl XdpProgram for SameLayout {
+    const NAME: &'static str = "same_layout";
+
+    fn declare(d: &mut Declare) -> Self {
+        SameLayout {
+            _packets: d.global("packets"),
+        }
+    }
+
+    fn program(&self, b: &Builder) {
+        b.exit(XDP_PASS);
+    }
+}
+
+#[test]
+fn globals_pinned_by_another_program_of_the_same_layout_are_refused() {
+    let fs = BpffsMount::new("xdp-same-layout");
+    let dir = fs.path().join("counter");
+    let c = Xdp::<counter::Counter>::new().expect("load");
+    c.count.set(5).expect("set");
+    c.pin_maps(&dir).expect("pin");
+    let e = Xdp::<SameLayout>::load_maps(&dir).expect_err("another program's globals");
+    assert!(matches!(e, Error::PinnedLayout { .. }), "{e}");
+    assert!(
+        e.to_string().contains(
+            "pinned map `globals` has the globals of program `counter`, not of `same_layout`"
+        ),
+        "{e}"
+    );
+    let same = Xdp::<counter::Counter>::load_maps(&dir).expect("the same program");
+    assert_eq!(same.count.get().expect("get"), 5);
+    same.unpin_maps().expect("unpin");
+    assert!(!dir.exists());
+}

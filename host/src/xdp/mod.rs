@@ -73,7 +73,7 @@ pub const XDP_ABORTED: i32 = 0;
 /// `XDP_REDIRECT` (`enum xdp_action`).
 pub const XDP_REDIRECT: i32 = 4;
 
-/// Name of the globals map (and of its pin).
+/// Name of the pin of the globals map (the map itself is named after its program).
 pub const GLOBALS_MAP: &str = "globals";
 /// Name of the pinned XDP link inside a pin directory.
 pub const LINK_PIN: &str = "link";
@@ -246,15 +246,19 @@ fn open_pinned(fs: &Bpffs, name: &str, spec: &MapSpec) -> Result<Map, Error> {
     if got.key_size != spec.key_size {
         what.push(format!("{}-byte keys, not {}", got.key_size, spec.key_size));
     }
-    let value_ok = if name == GLOBALS_MAP {
-        got.value_size >= spec.value_size
-    } else {
-        got.value_size == spec.value_size
-    };
-    if !value_ok {
+    if got.value_size != spec.value_size {
         what.push(format!(
             "{}-byte values, not {}",
             got.value_size, spec.value_size
+        ));
+    }
+    // The globals map carries its program's name: globals of another program of the
+    // same size would otherwise be read at the wrong places. (A kernel that reports no
+    // name cannot tell.)
+    if name == GLOBALS_MAP && !got.name.is_empty() && got.name != spec.name {
+        what.push(format!(
+            "the globals of program `{}`, not of `{}`",
+            got.name, spec.name
         ));
     }
     if !what.is_empty() {
@@ -305,7 +309,9 @@ impl<P: XdpProgram> Xdp<P> {
     /// [`pin_maps`](Self::pin_maps), possibly in another process): the handles read
     /// and write the running program's values, and [`detach`](Self::detach) stops it.
     /// The program is generated again (to know the layout) but only loaded into the
-    /// kernel if this instance is attached or run.
+    /// kernel if this instance is attached or run. Each pin must be a map of the
+    /// declared type and sizes, and the globals those of a program of this name
+    /// ([`Error::PinnedLayout`] otherwise).
     pub fn load_maps(dir: impl AsRef<Path>) -> Result<Xdp<P>, Error> {
         let fs = Bpffs::at(dir.as_ref())?;
         let x = Xdp::<P>::prepare(Source::Pinned(&fs))?;
@@ -334,7 +340,9 @@ impl<P: XdpProgram> Xdp<P> {
         })?;
         let mut globals_fd = None;
         if !block.vars.is_empty() {
-            let spec = MapSpec::mmapable_array(GLOBALS_MAP, block.size, 1);
+            // Named after the program (the pin is `GLOBALS_MAP`), so that `load_maps`
+            // can tell the globals of another program.
+            let spec = MapSpec::mmapable_array(&kernel_name(P::NAME), block.size, 1);
             let map = match &source {
                 Source::Create => Map::create(&spec).map_err(|e| Error::Map {
                     map: GLOBALS_MAP.into(),

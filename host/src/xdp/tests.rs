@@ -303,3 +303,71 @@ fn a_pin_failing_half_way_removes_the_pins_made_and_the_directory() {
     y.unpin_maps().expect("unpin");
     assert!(!dir.exists());
 }
+
+/// Two `u64` globals, like `Both`'s layout would be if it had no map.
+#[derive(Debug)]
+struct TwoCounts {
+    a: Global<u64>,
+    b: Global<u64>,
+}
+
+impl XdpProgram for TwoCounts {
+    const NAME: &'static str = "two_counts";
+    fn declare(d: &mut Declare) -> Self {
+        TwoCounts {
+            a: d.global("a"),
+            b: d.global("b"),
+        }
+    }
+    fn program(&self, b: &Builder) {
+        self.a.var(b).add_assign(1u32);
+        self.b.var(b).add_assign(2u32);
+    }
+}
+
+/// One `u64` global.
+#[derive(Debug)]
+struct One {
+    _a: Global<u64>,
+}
+
+impl XdpProgram for One {
+    const NAME: &'static str = "one";
+    fn declare(d: &mut Declare) -> Self {
+        One { _a: d.global("a") }
+    }
+    fn program(&self, b: &Builder) {
+        b.exit(XDP_PASS);
+    }
+}
+
+#[test]
+fn globals_of_another_size_are_refused() {
+    let fake = FakeKernel::new(1);
+    let _g = use_fake(fake.clone());
+    let root = std::env::temp_dir().join(format!("ferrocat-xdp-globals-{}", std::process::id()));
+    std::fs::create_dir_all(&root).expect("temporary directory");
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = Remove(root.clone());
+    Bpffs::mount_at(&root).expect("fake bpffs");
+    let x = Xdp::<TwoCounts>::new().expect("load");
+    x.b.set(7).expect("set");
+    let dir = x.pin_maps(root.join("two")).expect("pin");
+
+    // Smaller globals (8 bytes of 16) used to be taken, reading `a` as `One`'s global.
+    let e = Xdp::<One>::load_maps(&dir).expect_err("8 bytes, not 16");
+    let text = e.to_string();
+    assert!(matches!(e, Error::PinnedLayout { .. }), "{text}");
+    assert!(
+        text.contains("pinned map `globals` has 16-byte values, not 8"),
+        "{text}"
+    );
+    let y = Xdp::<TwoCounts>::load_maps(&dir).expect("the same program");
+    assert_eq!(y.b.get().expect("get"), 7);
+    y.unpin_maps().expect("unpin");
+}
