@@ -139,15 +139,22 @@ fn run(command: Command) -> Result<(), String> {
                     None => Err(netns::NetnsError::NoAnswer {
                         name: name.clone(),
                         seconds: timeout,
-                        log: netns::run_dir(&name).join("log").display().to_string(),
+                        log: kept_log(&name).display().to_string(),
                     }
                     .to_string()),
                 }
             })();
             if result.is_err() {
-                // Keep the log for the user, remove the rest.
+                // Keep the log for the user (down removes the run directory), remove the
+                // rest.
                 let log =
                     std::fs::read_to_string(netns::run_dir(&name).join("log")).unwrap_or_default();
+                if let Err(e) = std::fs::write(kept_log(&name), &log) {
+                    eprintln!(
+                        "cannot keep the server log in {}: {e}",
+                        kept_log(&name).display()
+                    );
+                }
                 let _ = netns::down(&name);
                 if !log.trim().is_empty() {
                     eprintln!("server log:\n{}", log.trim_end());
@@ -192,4 +199,9 @@ fn install_signal_handlers(stop: &Arc<AtomicBool>) {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
+}
+
+/// Where `up` keeps the server's log of bus `name` when the bus did not come up.
+fn kept_log(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ferrocat-sim-{name}.log"))
 }
