@@ -715,6 +715,14 @@ fn check_program(stmts: &[S], inputs: &[Vec<i64>]) -> Result<(), TestCaseError> 
     Ok(())
 }
 
+/// Number of programs per test: `FERROCAT_DIFF_CASES`, or `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("FERROCAT_DIFF_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn inputs() -> impl Strategy<Value = Vec<Vec<i64>>> {
     prop::collection::vec(prop::collection::vec(interesting(), N_PLACES), 6)
 }
@@ -723,7 +731,7 @@ fn inputs() -> impl Strategy<Value = Vec<Vec<i64>>> {
 fn random_expressions_agree_with_the_model() {
     // Each program: 24 assignments of random expressions (one case each), 6 inputs.
     let mut runner = TestRunner::new(Config {
-        cases: 128,
+        cases: cases(128),
         ..Config::default()
     });
     let strat = (
@@ -745,7 +753,7 @@ fn random_expressions_agree_with_the_model() {
 #[test]
 fn random_if_else_programs_agree_with_the_model() {
     let mut runner = TestRunner::new(Config {
-        cases: 256,
+        cases: cases(256),
         ..Config::default()
     });
     let strat = (prop::collection::vec(stmt(), 1..8), pool(), inputs());

@@ -507,6 +507,10 @@ fn reused_values_are_forgotten_when_their_inputs_change() {
         y.add_assign(1);
         o3.assign(y);
     });
+    // `y | m` is left in a register while the local it reads is reassigned.
+    let m = b.temp(x);
+    m.assign(y + (y | m));
+    b.device("o4", T::I64).assign(y | m);
     let f = b.finish().expect("builds");
     let l = load(&f, &[], &[]);
     l.set_many(&[("x", 5), ("y", 7)]);
@@ -515,4 +519,6 @@ fn reused_values_are_forgotten_when_their_inputs_change() {
     assert_eq!(l.get_i64("o2"), 1007);
     assert_eq!(l.get_i64("o3"), 8);
     assert_eq!(l.get_i64("x"), 1000);
+    // m = 8 + (8 | 1000) = 1008, o4 = 8 | 1008.
+    assert_eq!(l.get_i64("o4"), 8 | 1008);
 }

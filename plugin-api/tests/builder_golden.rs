@@ -57,10 +57,16 @@ fn check(f: Fragment, want: &str) {
     assert_eq!(lines, want, "\n--- got:\n{got}");
 }
 
+/// Builds a fragment and checks it against the fragment format: every relocation on an
+/// instruction of the right shape, and a lossless byte encoding.
 fn build(f: impl FnOnce(&Builder)) -> Fragment {
     let b = Builder::new("golden");
     f(&b);
-    b.finish().expect("builds")
+    let f = b.finish().expect("builds");
+    assert_eq!(f.check(), vec![], "fragment format check");
+    let back = Fragment::from_bytes(&f.to_bytes()).expect("decodes");
+    assert_eq!(back, f, "byte encoding round trip");
+    f
 }
 
 fn build_err(f: impl FnOnce(&Builder)) -> BuildError {

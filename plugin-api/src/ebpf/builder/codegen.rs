@@ -290,8 +290,9 @@ impl Inner {
         };
         self.cache.retain(|(r, _)| !written.contains(r));
         if let Some(dst) = written.first() {
+            let dst = *dst;
             for k in copied {
-                self.cache.push((*dst, k));
+                self.remember(dst, k);
             }
         }
     }
@@ -302,6 +303,16 @@ impl Inner {
         let packet = key.is_packet();
         self.cache
             .retain(|(_, k)| k != key && !(packet && k.is_packet()) && !matches!(k, Key::Node(_)));
+    }
+
+    /// Notes that `r` holds `key`'s value (the cache keeps the most recent facts only).
+    fn remember(&mut self, r: Reg, key: Key) {
+        const CACHE_FACTS: usize = 32;
+        self.cache.retain(|e| e.0 != r || e.1 != key);
+        self.cache.push((r, key));
+        if self.cache.len() > CACHE_FACTS {
+            self.cache.remove(0);
+        }
     }
 
     /// A register holding `key`'s value that no one uses, as a new temporary.
@@ -418,7 +429,8 @@ impl Inner {
     fn slot_mem(s: u32) -> Mem {
         Mem {
             base: Reg::R10,
-            off: -8 * (s as i16 + 1),
+            // Frames beyond the stack are refused by `finish`; never overflow here.
+            off: (-8 * (i64::from(s) + 1)).max(i64::from(i16::MIN)) as i16,
             reloc: Some(RelocKind::Stack),
         }
     }
@@ -532,6 +544,10 @@ impl Inner {
         if let Opnd::Temp(t) = o {
             self.temps[t as usize].pinned = on;
         }
+    }
+
+    fn free_regs(&self) -> usize {
+        self.regs.iter().filter(|r| **r == RegUse::Free).count()
     }
 
     /// Saves every temporary in r0–r5 before a helper call: into a free r6/r7, else on
@@ -791,7 +807,7 @@ impl Inner {
             if let Opnd::Temp(t) = o
                 && let TempLoc::Reg(r) = self.temps[t as usize].loc
             {
-                self.cache.push((r, Key::Node(n)));
+                self.remember(r, Key::Node(n));
             }
             return o;
         }
@@ -816,7 +832,7 @@ impl Inner {
                     reloc: None,
                 };
                 self.load(Size::DW, false, r, &m);
-                self.cache.push((r, Key::CycleTime));
+                self.remember(r, Key::CycleTime);
                 Opnd::Temp(t)
             }
             NodeKind::Call(helper) => {
@@ -975,7 +991,7 @@ impl Inner {
             if !matches!(acc.pos, BitPos::Known(s) if s + acc.n >= acc.window * 8) {
                 self.truncate(r, acc.n);
             }
-            self.cache.push((r, key));
+            self.remember(r, key);
             return Opnd::Temp(t);
         }
         let Some(m) = self.place_mem(&place) else {
@@ -1005,7 +1021,7 @@ impl Inner {
         } else {
             self.load(size, scalar.is_signed(), r, &m);
         }
-        self.cache.push((r, key));
+        self.remember(r, key);
         Opnd::Temp(t)
     }
 
@@ -1094,18 +1110,15 @@ impl Inner {
         }
         // Every temporary live now must stay where it is across the condition's jumps:
         // save or spill what the condition could disturb before the first jump, then pin.
+        let need = usize::from(cn.need) + 1;
         if cn.call {
             self.save_caller_saved();
-        } else {
-            let free = self.regs.iter().filter(|r| **r == RegUse::Free).count();
-            let mut missing = (usize::from(cn.need) + 1).saturating_sub(free);
-            let mut t = 0;
-            while missing > 0 && t < self.temps.len() {
+        } else if self.free_regs() < need {
+            // Under pressure, move everything movable out of the way now, once.
+            for t in 0..self.temps.len() {
                 if !self.temps[t].pinned && matches!(self.temps[t].loc, TempLoc::Reg(_)) {
                     self.spill(t as u32);
-                    missing -= 1;
                 }
-                t += 1;
             }
         }
         let pinned: Vec<usize> = (0..self.temps.len())
@@ -1125,13 +1138,30 @@ impl Inner {
             self.alu(AluOp::Mov, r, Src::Imm(1));
             self.place(done);
             t
-        } else {
+        } else if self.free_regs() >= need {
             let (t, r) = self.alloc_temp(want);
             self.temps[t as usize].pinned = true;
             self.alu(AluOp::Mov, r, Src::Imm(1));
             let done = self.new_label();
             self.branch(c, done, true);
             self.alu(AluOp::Mov, r, Src::Imm(0));
+            self.place(done);
+            self.temps[t as usize].pinned = false;
+            t
+        } else {
+            // Registers are scarce (nested conditions): the result lives on the stack,
+            // where nothing moves it, and the condition keeps every register.
+            let s = self.alloc_slot();
+            let t = self.temps.len() as u32;
+            self.temps.push(Temp {
+                loc: TempLoc::Stack(s),
+                pinned: true,
+            });
+            let m = Self::slot_mem(s);
+            self.store_imm(Size::DW, &m, 1);
+            let done = self.new_label();
+            self.branch(c, done, true);
+            self.store_imm(Size::DW, &m, 0);
             self.place(done);
             self.temps[t as usize].pinned = false;
             t
@@ -1379,12 +1409,12 @@ impl Inner {
                             let (t, r) = self.owned(o, None);
                             self.normalise_reg(r, scalar, node.bool01);
                             self.store_reg(Size::DW, &m, r);
-                            self.cache.push((r, key));
+                            self.remember(r, key);
                             self.free_temp(t);
                         } else {
                             let (r, o) = self.reg_of(o);
                             self.store_reg(Size::DW, &m, r);
-                            self.cache.push((r, key));
+                            self.remember(r, key);
                             self.free(o);
                         }
                     }
@@ -1441,7 +1471,7 @@ impl Inner {
             self.store_reg(size, &m, r);
             if size == Size::DW {
                 // A 64-bit variable reads back exactly what was stored.
-                self.cache.push((r, key));
+                self.remember(r, key);
             }
             self.free(o);
         }
@@ -1497,6 +1527,8 @@ impl Inner {
         self.reserved = None;
         self.inplace = None;
         self.regs[ri] = RegUse::Local(id);
+        // Values computed from the local's old value (in this statement) are stale now.
+        self.cache.retain(|(_, k)| !matches!(k, Key::Node(_)));
         if !matches!(o, Opnd::Imm(_)) && needs_normalising(scalar, node.bool01) {
             self.normalise_reg(r, scalar, node.bool01);
         }

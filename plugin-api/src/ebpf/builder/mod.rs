@@ -701,7 +701,7 @@ impl Builder {
         at: &'static Location<'static>,
     ) -> Var<'_> {
         let name = format!("packet[{offset}].{bit}:{width}");
-        let first = offset + u32::from(bit / 8);
+        let first = offset.saturating_add(u32::from(bit / 8));
         let b = u32::from(bit % 8);
         let n = u32::from(width);
         let window = [1u32, 2, 4, 8].into_iter().find(|w| b + n <= w * 8);
@@ -740,14 +740,15 @@ impl Builder {
 
     fn fixed_len(&self, offset: u32, bytes: u32, at: &'static Location<'static>) {
         let mut i = self.inner.borrow_mut();
-        if offset + bytes > i16::MAX as u32 {
+        let end = offset.saturating_add(bytes);
+        if end > i16::MAX as u32 {
             i.error(BuildError::BadType {
                 var: format!("packet[{offset}]"),
                 what: "fixed packet offsets must be below 32767",
                 at,
             });
         }
-        i.fixed_packet_len = i.fixed_packet_len.max(offset + bytes);
+        i.fixed_packet_len = i.fixed_packet_len.max(end);
     }
 
     /// A local variable, uninitialised until assigned. It lives until the end of the

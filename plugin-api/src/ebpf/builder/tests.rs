@@ -69,3 +69,30 @@ fn code_between_if_and_else_is_refused() {
         Err(BuildError::IfChainInterleaved { .. })
     ));
 }
+
+#[test]
+fn oversized_input_is_an_error_not_a_panic() {
+    let b = Builder::new("big");
+    let o = b.device("o", T::I64);
+    o.assign(b.packet(u32::MAX, T::U32));
+    o.assign(b.packet_bits(u32::MAX, 7, 57));
+    o.assign(b.terminal("t", "wide", T::Bits(200)));
+    for _ in 0..5000 {
+        let l = b.local(T::I64);
+        l.assign(o);
+        o.assign(l);
+    }
+    let e = b.finish().expect_err("refused");
+    assert!(matches!(e, BuildError::BadType { .. }), "{e}");
+
+    let b = Builder::new("deep stack");
+    let o = b.device("o", T::I64);
+    for _ in 0..100 {
+        let l = b.local(T::I64);
+        l.assign(o);
+    }
+    assert!(matches!(
+        b.finish(),
+        Err(BuildError::StackTooLarge { bytes, .. }) if bytes > 512
+    ));
+}
