@@ -538,3 +538,71 @@ fn emergency_is_queued_as_a_coe_message() {
     assert_eq!(r[7] >> 4, 1, "emergency service");
     assert_eq!(&r[8..], &[0x00, 0x87, 0x11, 1, 2, 3, 4, 5]);
 }
+
+#[test]
+fn hostile_mailbox_messages_get_well_formed_replies() {
+    // Random mailbox messages (random lengths, header fields, CoE services, SDO command
+    // specifiers, indexes and sizes, biased towards real objects) in every state: each
+    // reply is a complete mailbox message of type CoE or error, fits the mailbox, and
+    // the server still answers a plain upload of the identity afterwards.
+    let mut s = server("el7041.json", 128);
+    let mut x: u64 = 0x0123_4567_89AB_CDEF;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let states = [AccessState::PreOp, AccessState::SafeOp, AccessState::Op];
+    let indexes = [
+        0x1000u16, 0x1018, 0x1600, 0x1A00, 0x1C12, 0x1C13, 0x7010, 0x8010, 0xF000,
+    ];
+    let mut replies = 0;
+    for n in 0..20_000u64 {
+        let r = next();
+        let len = (r % 64) as usize;
+        let mut body: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if body.len() >= 6 && r & 0x100 != 0 {
+            // A CoE SDO request or SDO information request on a real object.
+            body[0] = 0;
+            body[1] = if r & 0x200 != 0 { 0x20 } else { 0x80 };
+            let index = indexes[(r >> 16) as usize % indexes.len()];
+            body[3..5].copy_from_slice(&index.to_le_bytes());
+        }
+        let mut m = if r & 0x400 != 0 {
+            // Header length agreeing with the body, type CoE.
+            let mut m = (body.len() as u16).to_le_bytes().to_vec();
+            m.extend_from_slice(&[0, 0, 0, 0x03 | (((n % 7) as u8 + 1) << 4)]);
+            m
+        } else {
+            (0..6).map(|_| next() as u8).collect()
+        };
+        m.extend_from_slice(&body);
+        m.truncate((next() % 80) as usize);
+        s.handle(&m, states[(r >> 40) as usize % states.len()]);
+        while let Some(reply) = s.pop_reply() {
+            replies += 1;
+            let h = MailboxHeader::parse(&reply).expect("reply header");
+            assert_eq!(usize::from(h.length) + 6, reply.len(), "message {n}");
+            assert!(reply.len() <= 128, "message {n}: reply fits the mailbox");
+            assert!(matches!(h.mailbox_type, 0 | 3), "message {n}: type {h:?}");
+        }
+    }
+    assert!(replies > 10_000, "{replies} replies");
+    // Still serving: an expedited upload of the vendor id (0x1018:01). Sent with two
+    // counters, so that one differs from the last random message's (a repeat is dropped).
+    let upload = [0x00, 0x20, 0x40, 0x18, 0x10, 0x01, 0, 0, 0, 0];
+    let mut last = None;
+    for counter in [1u8, 2] {
+        let mut m = (upload.len() as u16).to_le_bytes().to_vec();
+        m.extend_from_slice(&[0, 0, 0, 0x03 | (counter << 4)]);
+        m.extend_from_slice(&upload);
+        s.handle(&m, AccessState::PreOp);
+        while let Some(r) = s.pop_reply() {
+            last = Some(r);
+        }
+    }
+    let reply = last.expect("an answer");
+    assert_eq!(reply[8] & 0xE0, 0x40, "upload response: {reply:02x?}");
+    assert_eq!(&reply[12..16], &2u32.to_le_bytes(), "Beckhoff vendor id");
+}
