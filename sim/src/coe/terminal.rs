@@ -118,20 +118,13 @@ impl TerminalApp for DictionaryTerminal {
         };
         coe.set_mailbox_in_size(outbox.max_data_len() + HEADER_LEN);
         coe.handle(message, state);
-        while let Some(reply) = coe.pop_reply() {
-            // The outbox numbers messages itself: hand over type and data only.
-            let kind = reply.get(5).copied().unwrap_or(0) & 0x0F;
-            outbox.push(kind, reply.get(HEADER_LEN..).unwrap_or(&[]));
-        }
+        forward_replies(coe, outbox);
     }
 
     fn poll(&mut self, _now_ns: u64, outbox: &mut MailboxOutbox) {
         if let (Some(e), Some(coe)) = (self.pending_emergency.take(), &mut self.coe) {
             coe.queue_emergency(e);
-            while let Some(reply) = coe.pop_reply() {
-                let kind = reply.get(5).copied().unwrap_or(0) & 0x0F;
-                outbox.push(kind, reply.get(HEADER_LEN..).unwrap_or(&[]));
-            }
+            forward_replies(coe, outbox);
         }
     }
 
@@ -204,5 +197,14 @@ impl TerminalApp for DictionaryTerminal {
         for (index, sub) in safe {
             plant.apply_output(now_ns, Signal::new(position, index, sub), 0, true);
         }
+    }
+}
+
+/// Moves the CoE server's queued replies into the outbox. The outbox numbers messages
+/// itself: it gets each reply's mailbox type and data only.
+fn forward_replies(coe: &mut CoeServer, outbox: &mut MailboxOutbox) {
+    while let Some(reply) = coe.pop_reply() {
+        let kind = reply.get(5).copied().unwrap_or(0) & 0x0F;
+        outbox.push(kind, reply.get(HEADER_LEN..).unwrap_or(&[]));
     }
 }
