@@ -330,3 +330,39 @@ fn globals_pinned_by_another_program_of_the_same_layout_are_refused() {
     same.unpin_maps().expect("unpin");
     assert!(!dir.exists());
 }
+
+#[test]
+fn detach_leaves_another_program_and_another_interface_alone() {
+    let _s = serial();
+    let pair = VethPair::new("xdp-detach");
+    let c = Xdp::<counter::Counter>::new().expect("load");
+    c.attach(pair.host()).expect("attach");
+    let prog = kxdp::attached_program(pair.host()).expect("query");
+    assert!(prog.is_some());
+
+    // Asked for another interface, the instance keeps its own link.
+    let e = c.detach("fcnosuch0").expect_err("no such interface");
+    assert!(
+        e.to_string().contains("interface fcnosuch0 does not exist"),
+        "{e}"
+    );
+    assert_eq!(kxdp::attached_program(pair.host()).expect("query"), prog);
+
+    // An instance of another program does not detach the counter.
+    let other = Xdp::<SameLayout>::new().expect("load");
+    let e = other.detach(pair.host()).expect_err("not its program");
+    assert!(matches!(e, Error::OtherProgram { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("runs program `counter`, not `same_layout`; not detached"),
+        "{e}"
+    );
+    assert_eq!(kxdp::attached_program(pair.host()).expect("query"), prog);
+
+    // Another instance of the counter does (the seed's detach from a later process).
+    let again = Xdp::<counter::Counter>::new().expect("load");
+    again.detach(pair.host()).expect("detach");
+    assert_eq!(kxdp::attached_program(pair.host()).expect("query"), None);
+    let e = other.detach(pair.host()).expect_err("nothing attached");
+    assert!(matches!(e, Error::NotAttached { .. }), "{e}");
+}

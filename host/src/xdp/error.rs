@@ -89,6 +89,19 @@ pub enum Error {
         /// The variable.
         var: String,
     },
+    /// Another program runs where a detach of this one was asked; it is left alone.
+    #[error(
+        "{iface} runs program `{running}`, not `{program}`; not detached (`ferrocat xdp \
+         detach {iface}` detaches whatever runs there)"
+    )]
+    OtherProgram {
+        /// The program.
+        program: String,
+        /// The interface.
+        iface: String,
+        /// The name of the program running there (as the kernel keeps it).
+        running: String,
+    },
     /// The program is not attached where a detach was asked.
     #[error("program `{program}` is not attached to {iface}")]
     NotAttached {

@@ -126,6 +126,11 @@ fn kernel_name(name: &str) -> String {
         .collect()
 }
 
+/// The kernel's program names: at most 15 bytes of `[A-Za-z0-9_]`.
+fn prog_name(name: &str) -> String {
+    kernel_name(name).replace('.', "_")
+}
+
 impl Declare {
     /// A global variable `name` of type `T` (initially 0).
     #[track_caller]
@@ -392,7 +397,7 @@ impl<P: XdpProgram> Xdp<P> {
             return Ok(p);
         }
         let map = self.linked.bpf_source_map();
-        let name = kernel_name(P::NAME).replace('.', "_");
+        let name = prog_name(P::NAME);
         let opts = LoadOptions::xdp(&name).with_source_map(&map);
         let p = Program::load(&self.linked.insns, &opts)?;
         Ok(self.prog.get_or_init(|| p))
@@ -501,17 +506,24 @@ impl<P: XdpProgram> Xdp<P> {
         Ok(())
     }
 
-    /// Detaches the program from `iface`: the link this instance attached, else the
-    /// link pinned next to the maps of [`load_maps`](Self::load_maps), else whatever
-    /// XDP link runs on `iface`. A pinned link is unpinned.
+    /// Detaches the program from `iface`: the link this instance attached there, else the
+    /// link pinned next to the maps of [`load_maps`](Self::load_maps), else the XDP link
+    /// on `iface` if its program has this program's name (never another program: that
+    /// is [`Error::OtherProgram`]; `ferrocat xdp detach IFACE` detaches whatever runs).
+    /// A pinned link is unpinned.
     pub fn detach(&self, iface: &str) -> Result<(), Error> {
-        if let Some(link) = self.lock_link().take() {
+        let mut own = self.lock_link();
+        if own.as_ref().is_some_and(|l| l.iface() == iface)
+            && let Some(link) = own.take()
+        {
+            drop(own);
             link.detach()?;
             if let Some(fs) = self.pins.get() {
                 fs.unpin(LINK_PIN)?;
             }
             return Ok(());
         }
+        drop(own);
         if let Some(fs) = self.pins.get()
             && fs.path(LINK_PIN)?.exists()
         {
@@ -520,13 +532,32 @@ impl<P: XdpProgram> Xdp<P> {
             fs.unpin(LINK_PIN)?;
             return Ok(());
         }
+        let not_attached = || Error::NotAttached {
+            program: P::NAME.to_string(),
+            iface: iface.to_string(),
+        };
+        let Some(id) = kxdp::attached_program(iface)? else {
+            return Err(not_attached());
+        };
+        let running = Program::from_id(id)
+            .and_then(|p| p.info())
+            .map_err(|source| kxdp::XdpError::Sys {
+                what: "read the name of the attached program",
+                iface: iface.to_string(),
+                source,
+            })?
+            .name;
+        if running != prog_name(P::NAME) {
+            return Err(Error::OtherProgram {
+                program: P::NAME.to_string(),
+                iface: iface.to_string(),
+                running,
+            });
+        }
         if kxdp::detach_interface(iface)? {
             Ok(())
         } else {
-            Err(Error::NotAttached {
-                program: P::NAME.to_string(),
-                iface: iface.to_string(),
-            })
+            Err(not_attached())
         }
     }
 
