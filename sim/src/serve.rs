@@ -399,26 +399,15 @@ pub fn build_segment(bus: crate::topology::BuiltBus) -> crate::segment::Segment 
     segment
 }
 
-/// Writes `alias` into word 4 of the image and fixes the header checksum (word 7, CRC-8
-/// with polynomial 0x07 and initial value 0xFF over bytes 0..13, ETG.2010 table 2).
+/// Writes `alias` into word 4 of the image and fixes the header checksum
+/// ([`crate::sii::header_crc`]).
 fn set_alias(sii: &mut crate::sii::Sii, alias: u16) {
     sii.station_alias = alias;
     if sii.raw.len() < 16 {
         return;
     }
     sii.raw[8..10].copy_from_slice(&alias.to_le_bytes());
-    let mut crc: u8 = 0xFF;
-    for b in &sii.raw[..14] {
-        crc ^= b;
-        for _ in 0..8 {
-            crc = if crc & 0x80 != 0 {
-                (crc << 1) ^ 0x07
-            } else {
-                crc << 1
-            };
-        }
-    }
-    sii.raw[14] = crc;
+    sii.raw[14] = crate::sii::header_crc(&sii.raw);
 }
 
 /// The segment of a bus behind [`serve`]: frame in, processed frame out.

@@ -316,6 +316,24 @@ impl fmt::Debug for Sii {
     }
 }
 
+/// The checksum of the SII header: CRC-8 (polynomial x^8 + x^2 + x + 1, initial 0xFF)
+/// over bytes 0..13 (words 0..6), stored in the low byte of word 7 (ETG.1000.6 5.4,
+/// ETG.2010 table 2). Bytes beyond a short image count as erased (0xFF).
+pub fn header_crc(raw: &[u8]) -> u8 {
+    let mut crc: u8 = 0xFF;
+    for i in 0..14 {
+        crc ^= raw.get(i).copied().unwrap_or(0xFF);
+        for _ in 0..8 {
+            crc = if crc & 0x80 != 0 {
+                (crc << 1) ^ 0x07
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
 fn word(raw: &[u8], w: usize) -> u16 {
     match raw.get(2 * w..2 * w + 2) {
         Some(b) => u16::from_le_bytes([b[0], b[1]]),
@@ -1009,6 +1027,19 @@ mod tests {
             assert_eq!(esc.peek(0x0130) & 0x0F, 1, "round {round}: INIT");
         }
         assert!(parsed > 2_000, "only {parsed} images parsed");
+    }
+
+    #[test]
+    fn header_crc_matches_every_recorded_image() {
+        // The vendors' tools wrote word 7 of each real image: the CRC must agree.
+        for name in [
+            "ek1100", "el2004", "el2828", "el2889", "el3164", "el4104", "el7041",
+        ] {
+            let raw = image(&format!("{name}.bin"));
+            assert_eq!(header_crc(&raw), raw[14], "{name}");
+        }
+        // An image shorter than the header counts its missing bytes as erased.
+        assert_eq!(header_crc(&[]), header_crc(&[0xFF; 14]));
     }
 
     #[test]

@@ -255,21 +255,7 @@ impl Esc {
     }
 
     fn sii_checksum_ok(&self) -> bool {
-        // ETG.1000.6 5.4: CRC-8 (polynomial x^8 + x^2 + x + 1, initial 0xFF) over words 0..6,
-        // stored in the low byte of word 7.
-        let mut crc: u8 = 0xFF;
-        for i in 0..14 {
-            let b = self.eeprom.get(i).copied().unwrap_or(0xFF);
-            crc ^= b;
-            for _ in 0..8 {
-                crc = if crc & 0x80 != 0 {
-                    (crc << 1) ^ 0x07
-                } else {
-                    crc << 1
-                };
-            }
-        }
-        self.eeprom.get(14).copied() == Some(crc)
+        self.eeprom.get(14).copied() == Some(crate::sii::header_crc(&self.eeprom))
     }
 
     fn eeprom_word(&self, w: usize) -> u16 {
