@@ -7,38 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use ferrocat_sim::segment::{FrameOutcome, Segment, command};
+use ferrocat_sim::segment::{FrameOutcome, Segment, command, master_frame as frame};
 
 fn eeprom(name: &str) -> String {
     format!(
         "{}/../../shared/testdata/eeprom/{name}.bin",
         env!("CARGO_MANIFEST_DIR")
     )
-}
-
-/// A frame of datagrams (cmd, adp, ado, data) from MAC 10:10:10:10:10:10.
-fn frame(datagrams: &[(u8, u16, u16, Vec<u8>)]) -> Vec<u8> {
-    let mut f = vec![0xFF; 6];
-    f.extend_from_slice(&[0x10; 6]);
-    f.extend_from_slice(&[0x88, 0xA4]);
-    let body: usize = datagrams.iter().map(|d| 12 + d.3.len()).sum();
-    f.extend_from_slice(&((body as u16) | 0x1000).to_le_bytes());
-    for (i, (cmd, adp, ado, data)) in datagrams.iter().enumerate() {
-        let more = if i + 1 < datagrams.len() {
-            0x8000u16
-        } else {
-            0
-        };
-        f.push(*cmd);
-        f.push(i as u8);
-        f.extend_from_slice(&adp.to_le_bytes());
-        f.extend_from_slice(&ado.to_le_bytes());
-        f.extend_from_slice(&((data.len() as u16) | more).to_le_bytes());
-        f.extend_from_slice(&[0, 0]);
-        f.extend_from_slice(data);
-        f.extend_from_slice(&[0, 0]);
-    }
-    f
 }
 
 fn send(seg: &mut Segment, dg: &[(u8, u16, u16, Vec<u8>)]) -> Vec<u8> {

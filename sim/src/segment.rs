@@ -170,6 +170,35 @@ fn parse_frame(frame: &[u8], spans: &mut Vec<DatagramSpan>) -> Result<Option<()>
     Ok(Some(()))
 }
 
+/// Builds an EtherCAT frame as a master sends it, for tests, examples and benchmarks:
+/// broadcast destination, source MAC 10:10:10:10:10:10, one datagram per `(command,
+/// adp, ado, data)` with indexes 0, 1, …, IRQ field and working counter 0. Data longer
+/// than the 11-bit length field (2047 bytes) is the caller's mistake: the field is cut.
+pub fn master_frame(datagrams: &[(u8, u16, u16, Vec<u8>)]) -> Vec<u8> {
+    let mut f = vec![0xFF; 6];
+    f.extend_from_slice(&[0x10; 6]);
+    f.extend_from_slice(&ETHERTYPE_ETHERCAT.to_be_bytes());
+    let body: usize = datagrams
+        .iter()
+        .map(|d| DATAGRAM_HEADER_LEN + d.3.len() + WKC_LEN)
+        .sum();
+    let header = (body as u16 & 0x07FF) | (ECAT_TYPE_DATAGRAMS << 12);
+    f.extend_from_slice(&header.to_le_bytes());
+    for (i, (cmd, adp, ado, data)) in datagrams.iter().enumerate() {
+        // Bit 15 of the length word: another datagram follows. ETG.1000.4 table 9.
+        let more = if i + 1 < datagrams.len() { 0x8000 } else { 0 };
+        f.push(*cmd);
+        f.push(i as u8);
+        f.extend_from_slice(&adp.to_le_bytes());
+        f.extend_from_slice(&ado.to_le_bytes());
+        f.extend_from_slice(&((data.len() as u16 & 0x07FF) | more).to_le_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(data);
+        f.extend_from_slice(&[0, 0]);
+    }
+    f
+}
+
 /// A chain of simulated terminals (position 0 is next to the master).
 #[derive(Debug, Default)]
 pub struct Segment {

@@ -19,28 +19,9 @@ fn bus(names: &[&str]) -> Segment {
     Segment::from_eeprom_files(&paths).expect("eeproms load")
 }
 
-/// Builds a frame of datagrams (cmd, adp, ado, data) from a master MAC 10:10:10:10:10:10.
+/// A frame of datagrams (cmd, adp, ado, data) from a master MAC 10:10:10:10:10:10.
 fn frame(datagrams: &[(u8, u16, u16, Vec<u8>)]) -> Vec<u8> {
-    let mut f = vec![0xFF; 6];
-    f.extend_from_slice(&[0x10; 6]);
-    f.extend_from_slice(&ETHERTYPE_ETHERCAT.to_be_bytes());
-    let body: usize = datagrams
-        .iter()
-        .map(|d| DATAGRAM_HEADER_LEN + d.3.len() + WKC_LEN)
-        .sum();
-    f.extend_from_slice(&((body as u16) | (ECAT_TYPE_DATAGRAMS << 12)).to_le_bytes());
-    for (i, (cmd, adp, ado, data)) in datagrams.iter().enumerate() {
-        let more = if i + 1 < datagrams.len() { 0x8000 } else { 0 };
-        f.push(*cmd);
-        f.push(i as u8);
-        f.extend_from_slice(&adp.to_le_bytes());
-        f.extend_from_slice(&ado.to_le_bytes());
-        f.extend_from_slice(&((data.len() as u16) | more).to_le_bytes());
-        f.extend_from_slice(&[0, 0]);
-        f.extend_from_slice(data);
-        f.extend_from_slice(&[0, 0]);
-    }
-    f
+    master_frame(datagrams)
 }
 
 /// (adp, data, wkc) of each datagram of a reply.
