@@ -39,6 +39,15 @@
 //! spill to the stack when none is left; live temporaries are moved to r6/r7 or spilled
 //! before a helper call. Reading a local that is not assigned on every path to the read
 //! is a [`BuildError::MaybeUninitialised`] naming it.
+//!
+//! # Tight code
+//! Constants become immediates (`LdImm64` only when they do not fit 32 bits), a
+//! comparison jumps directly, a local is computed in place in its register, and equal
+//! expressions share one node. Registers remember which variable or computed expression
+//! they hold along straight-line code and across joins where every incoming path
+//! agrees, so a variable just compared is not loaded again; every store forgets the
+//! stored variable (all packet fields for packet memory: fields may share bytes) and
+//! every computed expression.
 
 mod codegen;
 mod ir;
