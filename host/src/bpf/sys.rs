@@ -633,7 +633,7 @@ pub fn parse_cpu_list(text: &str) -> Option<usize> {
         };
         max = Some(max.map_or(last, |m: usize| m.max(last)));
     }
-    max.map(|m| m + 1)
+    max?.checked_add(1)
 }
 
 /// The kernel, through the bpf(2) system call.
@@ -1013,6 +1013,13 @@ mod tests {
         assert_eq!(parse_cpu_list("0,2-5"), Some(6));
         assert_eq!(parse_cpu_list("x"), None);
         assert_eq!(parse_cpu_list(""), None);
+        // A number that leaves no room for the count is refused, not an overflow.
+        assert_eq!(parse_cpu_list(&format!("0-{}", usize::MAX)), None);
+        assert_eq!(
+            parse_cpu_list(&(usize::MAX - 1).to_string()),
+            Some(usize::MAX)
+        );
+        assert_eq!(parse_cpu_list("0-3,x"), None);
     }
 
     #[test]
