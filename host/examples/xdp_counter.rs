@@ -4,27 +4,17 @@
 //!
 //! Usage: `xdp_counter IFACE [--generic]` (needs root: CAP_BPF and CAP_NET_ADMIN).
 
-use ferrocat::xdp::{Builder, Declare, Global, XDP_PASS, Xdp, XdpMode, XdpProgram};
+use ferrocat::xdp::{XDP_PASS, Xdp, XdpMode, xdp_program};
 use ferrocat_plugin_api::ebpf;
 use std::time::Duration;
 
-/// Counts packets.
-#[derive(Debug)]
-pub struct Counter {
-    /// Packets seen.
-    pub count: Global<u64>,
-}
-
-impl XdpProgram for Counter {
-    const NAME: &'static str = "counter";
-
-    fn declare(d: &mut Declare) -> Self {
-        Counter {
-            count: d.global("count"),
-        }
+xdp_program! {
+    /// Counts packets.
+    pub struct Counter {
+        /// Packets seen.
+        pub count: global(u64),
     }
-
-    fn program(&self, b: &Builder) {
+    fn program(&self, b) {
         let count = self.count.var(b);
         ebpf! { b =>
             count += 1;

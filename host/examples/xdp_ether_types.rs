@@ -5,7 +5,7 @@
 //!
 //! Usage: `xdp_ether_types IFACE [--generic]`.
 
-use ferrocat::xdp::{Builder, Declare, Global, XDP_PASS, Xdp, XdpMode, XdpProgram};
+use ferrocat::xdp::{XDP_PASS, Xdp, XdpMode, xdp_program};
 use ferrocat_plugin_api::ebpf;
 use ferrocat_plugin_api::fragment::{ScalarType, VarType};
 use std::time::Duration;
@@ -15,26 +15,15 @@ pub const ETH_P_IP: u32 = 0x0800;
 /// `ETH_P_IPV6` (include/uapi/linux/if_ether.h).
 pub const ETH_P_IPV6: u32 = 0x86dd;
 
-/// Counts IPv4 and IPv6 packets.
-#[derive(Debug)]
-pub struct EtherTypes {
-    /// IPv4 packets seen.
-    pub ipv4: Global<u64>,
-    /// IPv6 packets seen.
-    pub ipv6: Global<u64>,
-}
-
-impl XdpProgram for EtherTypes {
-    const NAME: &'static str = "ether_types";
-
-    fn declare(d: &mut Declare) -> Self {
-        EtherTypes {
-            ipv4: d.global("ipv4"),
-            ipv6: d.global("ipv6"),
-        }
+xdp_program! {
+    /// Counts IPv4 and IPv6 packets.
+    pub struct EtherTypes {
+        /// IPv4 packets seen.
+        pub ipv4: global(u64),
+        /// IPv6 packets seen.
+        pub ipv6: global(u64),
     }
-
-    fn program(&self, b: &Builder) {
+    fn program(&self, b) {
         let ether_type = b.packet(12, VarType::be(ScalarType::U16));
         let (ipv4, ipv6) = (self.ipv4.var(b), self.ipv6.var(b));
         ebpf! { b =>

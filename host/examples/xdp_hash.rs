@@ -4,27 +4,17 @@
 //!
 //! Usage: `xdp_hash IFACE [--generic]`.
 
-use ferrocat::xdp::{Builder, Declare, HashMap, XDP_PASS, Xdp, XdpMode, XdpProgram};
+use ferrocat::xdp::{XDP_PASS, Xdp, XdpMode, xdp_program};
 use ferrocat_plugin_api::fragment::{ScalarType, VarType};
 use std::time::Duration;
 
-/// Counts packets per ether type.
-#[derive(Debug)]
-pub struct PerEtherType {
-    /// Ether type → packets seen.
-    pub counts: HashMap<u16, u64>,
-}
-
-impl XdpProgram for PerEtherType {
-    const NAME: &'static str = "per_type";
-
-    fn declare(d: &mut Declare) -> Self {
-        PerEtherType {
-            counts: d.hash_map("counts", 1024),
-        }
+xdp_program! {
+    /// Counts packets per ether type.
+    pub struct PerEtherType {
+        /// Ether type → packets seen.
+        pub counts: hash_map(u16, u64, 1024),
     }
-
-    fn program(&self, b: &Builder) {
+    fn program(&self, b) {
         let ether_type = b.packet(12, VarType::be(ScalarType::U16));
         self.counts.add(b, ether_type, 1u32);
         b.exit(XDP_PASS);

@@ -3,27 +3,17 @@
 //!
 //! Usage: `xdp_per_cpu IFACE [--generic]`.
 
-use ferrocat::xdp::{Builder, Declare, PerCpuArray, XDP_PASS, Xdp, XdpMode, XdpProgram};
+use ferrocat::xdp::{XDP_PASS, Xdp, XdpMode, xdp_program};
 use ferrocat_plugin_api::ebpf;
 use std::time::Duration;
 
-/// Counts packets per CPU.
-#[derive(Debug)]
-pub struct PerCpuCounter {
-    /// Entry 0: packets seen by each CPU.
-    pub packets: PerCpuArray<u64>,
-}
-
-impl XdpProgram for PerCpuCounter {
-    const NAME: &'static str = "per_cpu";
-
-    fn declare(d: &mut Declare) -> Self {
-        PerCpuCounter {
-            packets: d.per_cpu_array("packets", 1),
-        }
+xdp_program! {
+    /// Counts packets per CPU.
+    pub struct PerCpuCounter {
+        /// Entry 0: packets seen by each CPU.
+        pub packets: per_cpu_array(u64, 1),
     }
-
-    fn program(&self, b: &Builder) {
+    fn program(&self, b) {
         ebpf! { b =>
             self.packets.at(b, 0u32, |_, n| {
                 n += 1;

@@ -8,26 +8,16 @@
 //! - `xdp_permanent read DIR`: print `count N`.
 //! - `xdp_permanent detach IFACE DIR`: print `count N`, detach, unpin.
 
-use ferrocat::xdp::{Builder, Declare, Global, XDP_PASS, Xdp, XdpMode, XdpProgram};
+use ferrocat::xdp::{XDP_PASS, Xdp, XdpMode, xdp_program};
 use ferrocat_plugin_api::ebpf;
 
-/// Counts packets.
-#[derive(Debug)]
-pub struct Permanent {
-    /// Packets seen.
-    pub count: Global<u64>,
-}
-
-impl XdpProgram for Permanent {
-    const NAME: &'static str = "permanent";
-
-    fn declare(d: &mut Declare) -> Self {
-        Permanent {
-            count: d.global("count"),
-        }
+xdp_program! {
+    /// Counts packets.
+    pub struct Permanent {
+        /// Packets seen.
+        pub count: global(u64),
     }
-
-    fn program(&self, b: &Builder) {
+    fn program(&self, b) {
         let count = self.count.var(b);
         ebpf! { b =>
             count += 1;

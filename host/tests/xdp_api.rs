@@ -321,7 +321,7 @@ fn globals_pinned_by_another_program_of_the_same_layout_are_refused() {
     assert!(matches!(e, Error::PinnedLayout { .. }), "{e}");
     assert!(
         e.to_string().contains(
-            "pinned map `globals` has the globals of program `counter`, not of `same_layout`"
+            "pinned map `globals` has the globals of program `Counter`, not of `same_layout`"
         ),
         "{e}"
     );
@@ -354,7 +354,7 @@ fn detach_leaves_another_program_and_another_interface_alone() {
     assert!(matches!(e, Error::OtherProgram { .. }), "{e}");
     assert!(
         e.to_string()
-            .contains("runs program `counter`, not `same_layout`; not detached"),
+            .contains("runs program `Counter`, not `same_layout`; not detached"),
         "{e}"
     );
     assert_eq!(kxdp::attached_program(pair.host()).expect("query"), prog);

@@ -4,24 +4,22 @@
 //! A program is a Rust type implementing [`XdpProgram`]: [`declare`](XdpProgram::declare)
 //! creates its variables and maps (typed handles, see [`Global`], [`PerCpuArray`],
 //! [`HashMap`]), and [`program`](XdpProgram::program) generates its eBPF with the builder
-//! or the `ebpf!` DSL. [`Xdp`] creates the maps, generates and links the code (as a
+//! or the `ebpf!` DSL; [`xdp_program!`] writes the type and the implementation from a
+//! list of fields. [`Xdp`] creates the maps, generates and links the code (as a
 //! standalone program, `ferrocat::link::link_standalone`) and loads it; the same handles
 //! then read and write the values from Rust, no unsafe code needed:
 //!
 //! ```no_run
-//! use ferrocat::xdp::{Builder, Declare, Global, XDP_PASS, Xdp, XdpProgram};
+//! use ferrocat::xdp::{XDP_PASS, Xdp, xdp_program};
 //! use ferrocat_plugin_api::ebpf;
 //!
-//! struct Counter {
-//!     count: Global<u64>,
-//! }
-//!
-//! impl XdpProgram for Counter {
-//!     const NAME: &'static str = "counter";
-//!     fn declare(d: &mut Declare) -> Self {
-//!         Counter { count: d.global("count") }
+//! xdp_program! {
+//!     /// Counts packets.
+//!     pub struct Counter {
+//!         /// Packets seen.
+//!         pub count: global(u64),
 //!     }
-//!     fn program(&self, b: &Builder) {
+//!     fn program(&self, b) {
 //!         let count = self.count.var(b);
 //!         ebpf! { b => count += 1; b.exit(XDP_PASS); }
 //!     }
@@ -33,6 +31,28 @@
 //! println!("number of packets: {}", c.count.get()?);
 //! # Ok(())
 //! # }
+//! ```
+//!
+//! The same program by hand:
+//!
+//! ```
+//! use ferrocat::xdp::{Builder, Declare, Global, XDP_PASS, XdpProgram};
+//!
+//! #[derive(Debug)]
+//! pub struct Counter {
+//!     pub count: Global<u64>,
+//! }
+//!
+//! impl XdpProgram for Counter {
+//!     const NAME: &'static str = "Counter";
+//!     fn declare(d: &mut Declare) -> Self {
+//!         Counter { count: d.global("count") }
+//!     }
+//!     fn program(&self, b: &Builder) {
+//!         self.count.var(b).add_assign(1u32);
+//!         b.exit(XDP_PASS);
+//!     }
+//! }
 //! ```
 //!
 //! Running: [`Xdp::run`] attaches for a scope (detached on drop, also on error or panic);
@@ -77,6 +97,99 @@ pub const XDP_REDIRECT: i32 = 4;
 pub const GLOBALS_MAP: &str = "globals";
 /// Name of the pinned XDP link inside a pin directory.
 pub const LINK_PIN: &str = "link";
+
+/// Declares a generic XDP program in one place: the struct with its handles, its
+/// [`XdpProgram`] implementation (each handle declared under its field's name, the
+/// program named after the struct) and its `program` method. The fields say what they
+/// are as [`Declare`]'s methods do: `global(T)`, `per_cpu_array(T, ENTRIES)`,
+/// `hash_map(K, V, MAX_ENTRIES)`.
+///
+/// ```no_run
+/// use ferrocat::xdp::{XDP_PASS, Xdp, xdp_program};
+/// use ferrocat_plugin_api::ebpf;
+///
+/// xdp_program! {
+///     /// Counts packets.
+///     pub struct Counter {
+///         /// Packets seen.
+///         pub count: global(u64),
+///     }
+///     fn program(&self, b) {
+///         let count = self.count.var(b);
+///         ebpf! { b => count += 1; b.exit(XDP_PASS); }
+///     }
+/// }
+///
+/// # fn main() -> Result<(), ferrocat::xdp::Error> {
+/// let c = Xdp::<Counter>::new()?;
+/// let _running = c.run("eth0")?;
+/// println!("number of packets: {}", c.count.get()?);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// It expands to a plain `#[derive(Debug)]` struct (`count: Global<u64>`) and
+/// `impl XdpProgram`; write those by hand for anything it does not cover.
+#[macro_export]
+macro_rules! xdp_program {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $(
+                $(#[$fmeta:meta])*
+                $fvis:vis $field:ident : $kind:ident ( $($arg:tt)* )
+            ),* $(,)?
+        }
+        fn program(&$self:ident, $b:ident) $body:block
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        $vis struct $name {
+            $(
+                $(#[$fmeta])*
+                $fvis $field: $crate::__xdp_field!(type $kind($($arg)*)),
+            )*
+        }
+
+        impl $crate::xdp::XdpProgram for $name {
+            const NAME: &'static str = stringify!($name);
+
+            fn declare(d: &mut $crate::xdp::Declare) -> Self {
+                $name {
+                    $( $field: $crate::__xdp_field!(declare d, $field, $kind($($arg)*)), )*
+                }
+            }
+
+            fn program(&$self, $b: &$crate::xdp::Builder) $body
+        }
+    };
+}
+
+/// The type and the declaration of one field of [`xdp_program!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __xdp_field {
+    (type global($t:ty)) => { $crate::xdp::Global<$t> };
+    (type per_cpu_array($t:ty, $n:expr)) => { $crate::xdp::PerCpuArray<$t> };
+    (type hash_map($k:ty, $v:ty, $n:expr)) => { $crate::xdp::HashMap<$k, $v> };
+    (type $other:ident($($arg:tt)*)) => {
+        ::core::compile_error!(concat!(
+            "xdp_program!: unknown field kind `", stringify!($other),
+            "`; the kinds are global(T), per_cpu_array(T, ENTRIES), hash_map(K, V, MAX_ENTRIES)"
+        ))
+    };
+    (declare $d:ident, $f:ident, global($t:ty)) => { $d.global(stringify!($f)) };
+    (declare $d:ident, $f:ident, per_cpu_array($t:ty, $n:expr)) => {
+        $d.per_cpu_array(stringify!($f), $n)
+    };
+    (declare $d:ident, $f:ident, hash_map($k:ty, $v:ty, $n:expr)) => {
+        $d.hash_map(stringify!($f), $n)
+    };
+    // Never compiled: the field's type already stopped the build with the message above.
+    (declare $d:ident, $f:ident, $other:ident($($arg:tt)*)) => { ::core::unreachable!() };
+}
+
+pub use crate::xdp_program;
 
 /// A generic XDP program: its variables and maps, and the code that uses them.
 pub trait XdpProgram: Sized {
