@@ -552,3 +552,91 @@ fn set_sii_alias(sii: &mut ferrocat_sim::sii::Sii, alias: u16) {
     }
     sii.raw[14] = crc;
 }
+
+/// Process data kept cycling by a master (an LRW of its whole process image every
+/// millisecond, outputs zero), so that the terminals' SyncManager watchdogs stay quiet
+/// while a test looks at a bus in OP. Stops on drop. Needs a tokio runtime.
+#[derive(Debug)]
+pub struct Cycle(tokio::task::JoinHandle<()>);
+
+impl Cycle {
+    /// Starts cycling the process image of `master` (configured by bring-up to SAFE-OP).
+    pub fn start(master: &ferrocat::ethercat::master::Master) -> Cycle {
+        use ferrocat::ethercat::wire::{Address, Command, DatagramRepr};
+        let image = master
+            .process_image()
+            .unwrap_or_else(|| panic!("no process image: bring the bus to SAFE-OP first"));
+        let whole = image.whole();
+        let buffer = image.buffer();
+        let t = master.transport().clone();
+        Cycle(tokio::spawn(async move {
+            loop {
+                let lrw =
+                    DatagramRepr::new(Command::Lrw, Address::Logical(whole.start), buffer.clone());
+                let _ = t.exchange(vec![lrw]).await;
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }))
+    }
+}
+
+impl Drop for Cycle {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Frames counted by direction as a transport records them (its capture hook), passed
+/// on to an optional inner sink.
+#[derive(Debug, Clone, Default)]
+pub struct FrameCounter {
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FrameCounter {
+    /// Frames sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Replies received so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// A capture hook for `TransportConfig::capture` that counts into `self` and hands
+    /// every frame on to `inner`, if given.
+    pub fn sink(
+        &self,
+        inner: Option<Box<dyn ferrocat::ethercat::capture::FrameSink>>,
+    ) -> Box<dyn ferrocat::ethercat::capture::FrameSink> {
+        Box::new(CountingSink {
+            counter: self.clone(),
+            inner,
+        })
+    }
+}
+
+struct CountingSink {
+    counter: FrameCounter,
+    inner: Option<Box<dyn ferrocat::ethercat::capture::FrameSink>>,
+}
+
+impl ferrocat::ethercat::capture::FrameSink for CountingSink {
+    fn record(
+        &mut self,
+        direction: ferrocat::ethercat::capture::Direction,
+        at: std::time::SystemTime,
+        frame: &[u8],
+    ) {
+        let n = match direction {
+            ferrocat::ethercat::capture::Direction::Sent => &self.counter.sent,
+            ferrocat::ethercat::capture::Direction::Received => &self.counter.received,
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+        if let Some(inner) = &mut self.inner {
+            inner.record(direction, at, frame);
+        }
+    }
+}

@@ -7,13 +7,12 @@
 //! Needs root and tshark (scripts/setup.sh installs it): fails, does not skip, without.
 
 use ferrocat::ethercat::al::AlState;
-use ferrocat::ethercat::capture::{Direction, FrameSink, PcapngSink, SharedSink};
+use ferrocat::ethercat::capture::{PcapngSink, SharedSink};
 use ferrocat::ethercat::master::{Master, ScanOptions};
 use ferrocat::ethercat::pdo::PdoLayout;
 use ferrocat::ethercat::transport::{Transport, TransportConfig};
-use ferrocat::ethercat::wire::{Address, Command, DatagramRepr};
-use ferrocat_tests::{SimBus, project_dir, testdata_dir};
-use std::time::{Duration, SystemTime};
+use ferrocat_tests::{Cycle, FrameCounter, SimBus, project_dir, testdata_dir};
+use std::time::Duration;
 
 /// Tests here keep process data cycling on their bus: one at a time.
 /// (An async mutex: its guard is held across awaits, and a failed test does not poison it.)
@@ -112,52 +111,6 @@ fn start_bus(tag: &str) -> SimBus {
     SimBus::from_topology(tag, &project_dir().join("configs/sim/reference-akd.toml"))
 }
 
-/// Process data kept cycling (LRW of the whole image every millisecond), so that the
-/// terminals' SyncManager watchdogs stay quiet while a test looks at the bus in OP.
-/// Stops on drop.
-struct Cycle(tokio::task::JoinHandle<()>);
-
-impl Cycle {
-    fn start(master: &Master) -> Cycle {
-        let image = master.process_image().expect("process image configured");
-        let whole = image.whole();
-        let buffer = image.buffer();
-        let t = master.transport().clone();
-        Cycle(tokio::spawn(async move {
-            loop {
-                let lrw =
-                    DatagramRepr::new(Command::Lrw, Address::Logical(whole.start), buffer.clone());
-                let _ = t.exchange(vec![lrw]).await;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }))
-    }
-}
-
-impl Drop for Cycle {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Counts frames by direction and passes them on to the pcapng file.
-struct Counting {
-    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    inner: SharedSink<PcapngSink<std::fs::File>>,
-}
-
-impl FrameSink for Counting {
-    fn record(&mut self, direction: Direction, at: SystemTime, frame: &[u8]) {
-        let counter = match direction {
-            Direction::Sent => &self.sent,
-            Direction::Received => &self.received,
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.inner.record(direction, at, frame);
-    }
-}
-
 /// Asserts what the master knows of every terminal after bring-up to OP.
 fn assert_terminals_in_op(m: &Master) {
     assert_eq!(m.terminals().len(), BUS.len(), "terminals found");
@@ -186,14 +139,9 @@ async fn reference_bus_and_akd_reach_op_and_the_capture_decodes_cleanly() {
     let pcap = dir.join("bring-up.pcapng");
     let file = std::fs::File::create(&pcap).expect("capture file");
     let sink = SharedSink::new(PcapngSink::new(file, bus.interface()).expect("pcapng header"));
-    let sent = std::sync::Arc::default();
-    let received = std::sync::Arc::default();
+    let counter = FrameCounter::default();
     let config = TransportConfig {
-        capture: Some(Box::new(Counting {
-            sent: std::sync::Arc::clone(&sent),
-            received: std::sync::Arc::clone(&received),
-            inner: sink.clone(),
-        })),
+        capture: Some(counter.sink(Some(Box::new(sink.clone())))),
         ..TransportConfig::default()
     };
     let t = Transport::open(bus.interface(), config).expect("raw socket on the veth end");
@@ -212,10 +160,7 @@ async fn reference_bus_and_akd_reach_op_and_the_capture_decodes_cleanly() {
         .expect("capture still held")
         .finish()
         .map(drop)
-        .map(|()| {
-            sent.load(std::sync::atomic::Ordering::Relaxed)
-                + received.load(std::sync::atomic::Ordering::Relaxed)
-        })
+        .map(|()| counter.sent() + counter.received())
         .expect("capture written");
     let _cycle = Cycle::start(&m);
     m.refresh_status().await.expect("AL status");
@@ -238,8 +183,7 @@ async fn reference_bus_and_akd_reach_op_and_the_capture_decodes_cleanly() {
     );
 
     // Every frame of the bring-up in the capture, none malformed or with a warning.
-    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
-    let received = received.load(std::sync::atomic::Ordering::Relaxed);
+    let (sent, received) = (counter.sent(), counter.received());
     assert!(
         received > 0 && sent >= received,
         "sent {sent}, received {received}"
