@@ -13,7 +13,6 @@ use super::pdo::{self, PdoLayout, ProcessImage, TerminalInput};
 use super::registers::{self, features};
 use super::sii::SiiImage;
 use super::sii::category::Identity;
-use super::sii::eeprom::Eeprom;
 use super::topology::{self, Attachment, Ports, TopologyError};
 use super::transport::{Transport, TransportError};
 use super::wire::{Address, Command, DatagramRepr};
@@ -396,23 +395,26 @@ impl Master {
         .await
     }
 
-    /// Read every terminal's SII concurrently; a terminal whose SII fails keeps the error
-    /// in [`Terminal::sii_error`] and a zero identity.
+    /// Read every terminal's SII, all terminals together (their EEPROM accesses share
+    /// frames, see [`super::sii::bulk`]); a terminal whose SII fails keeps the error in
+    /// [`Terminal::sii_error`] and a zero identity.
     pub async fn read_sii(&mut self) {
-        let mut set = tokio::task::JoinSet::new();
-        for (i, t) in self.terminals.iter().enumerate() {
-            let transport = self.transport.clone();
-            let station = t.station;
-            let span = tracing::debug_span!("read_sii", station = format_args!("0x{station:04x}"));
-            set.spawn(
-                async move { (i, Eeprom::new(&transport, station).read_sii().await) }
-                    .instrument(span),
-            );
-        }
-        while let Some(done) = set.join_next().await {
-            let Ok((i, result)) = done else { continue };
-            let t = &mut self.terminals[i];
-            match result {
+        let stations: Vec<u16> = self.terminals.iter().map(|t| t.station).collect();
+        let images = super::sii::bulk::read_images(
+            &self.transport,
+            &stations,
+            super::sii::EepromOptions::default(),
+        )
+        .instrument(tracing::debug_span!("read_sii", terminals = stations.len()))
+        .await;
+        for (t, image) in self.terminals.iter_mut().zip(images) {
+            let parsed = image.and_then(|bytes| {
+                SiiImage::parse(&bytes).map_err(|source| super::sii::EepromError::Parse {
+                    station: t.station,
+                    source,
+                })
+            });
+            match parsed {
                 Ok(sii) => {
                     t.identity = sii.identity();
                     t.name = sii.name().map(|n| n.into_owned());

@@ -1,6 +1,7 @@
 //! The ESC's EEPROM interface (registers 0x0500..0x050F, ETG.1000.4 §6.4): taking the
-//! EEPROM from the PDI, reading the SII word by word, writing single words (alias and
-//! serial number, with the header checksum recomputed).
+//! EEPROM from the PDI, reading the SII 4 or 8 bytes at a time (as the ESC offers,
+//! 0x0502 bit 6), writing single words (alias and serial number, with the header
+//! checksum recomputed).
 
 use super::image::{
     ALIAS_WORD, CATEGORY_START_WORD, CHECKSUM_WORD, SERIAL_WORD, SiiError, SiiImage,
@@ -309,48 +310,15 @@ impl<'a, T: StationIo + ?Sized> Eeprom<'a, T> {
     /// marker, the size the header declares, or [`EepromOptions::max_bytes`].
     pub async fn read_image(&self) -> Result<Vec<u8>, EepromError> {
         self.take_ownership().await?;
-        let mut image = self.read_words(0, CATEGORY_START_WORD).await?;
-        let declared = (usize::from(u16::from_le_bytes([image[0x7C], image[0x7D]])) + 1) * 128;
-        let limit_words = declared.min(self.options.max_bytes) / 2;
-        let checksum_ok = header_checksum(&image) == image[usize::from(CHECKSUM_WORD) * 2];
-        let mut pos = CATEGORY_START_WORD;
+        let mut image = Vec::new();
         loop {
-            if pos >= limit_words {
-                break;
+            if let Some(len) = image_complete_len(&image, self.options.max_bytes) {
+                image.truncate(len);
+                return Ok(image);
             }
-            self.ensure(&mut image, pos + 2, limit_words).await?;
-            if image.len() < (pos + 2) * 2 {
-                break;
-            }
-            let kind = u16::from_le_bytes([image[pos * 2], image[pos * 2 + 1]]);
-            let size = usize::from(u16::from_le_bytes([image[pos * 2 + 2], image[pos * 2 + 3]]));
-            if kind == 0xFFFF {
-                break;
-            }
-            if !checksum_ok && pos == CATEGORY_START_WORD && kind == 0 {
-                // A blank EEPROM: nothing more worth reading.
-                break;
-            }
-            pos += 2 + size;
-            self.ensure(&mut image, pos, limit_words).await?;
-        }
-        let end = image.len().min(limit_words * 2);
-        image.truncate(end);
-        Ok(image)
-    }
-
-    async fn ensure(
-        &self,
-        image: &mut Vec<u8>,
-        upto_word: usize,
-        limit_words: usize,
-    ) -> Result<(), EepromError> {
-        let upto = upto_word.min(limit_words);
-        while image.len() < upto * 2 {
             let chunk = self.read_chunk((image.len() / 2) as u32).await?;
             image.extend_from_slice(&chunk);
         }
-        Ok(())
     }
 
     /// Reads and parses the SII.
@@ -455,6 +423,50 @@ impl<'a, T: StationIo + ?Sized> Eeprom<'a, T> {
             "wrote serial number to the SII"
         );
         Ok(())
+    }
+}
+
+/// Whether the first bytes of an SII image, read from word 0 on, are all there is to
+/// read: `Some(len)` when the image is complete at `len` bytes (the header, then the
+/// categories up to the end marker, the size the header declares, or `max_bytes`);
+/// `None` when the next chunk (at word `image.len() / 2`) is needed. A blank EEPROM
+/// (bad checksum, category type 0 first) is complete after its header. Sans-IO: the
+/// same walk serves the reader of one terminal and the reader of all terminals.
+pub fn image_complete_len(image: &[u8], max_bytes: usize) -> Option<usize> {
+    let header_bytes = CATEGORY_START_WORD * 2;
+    if image.len() < header_bytes {
+        return None;
+    }
+    let word = |w: usize| u16::from_le_bytes([image[w * 2], image[w * 2 + 1]]);
+    // Word 0x3E: EEPROM size in KiBit − 1 (ETG.2010 table 2).
+    let declared = (usize::from(word(0x3E)) + 1) * 128;
+    let limit_words = declared.min(max_bytes) / 2;
+    let have_words = image.len() / 2;
+    let complete = Some(image.len().min(limit_words * 2));
+    let checksum_ok = header_checksum(image) == image[usize::from(CHECKSUM_WORD) * 2];
+    let mut pos = CATEGORY_START_WORD;
+    loop {
+        if pos >= limit_words {
+            return complete;
+        }
+        if have_words < (pos + 2).min(limit_words) {
+            return None;
+        }
+        if have_words < pos + 2 {
+            return complete;
+        }
+        let kind = word(pos);
+        if kind == 0xFFFF {
+            return complete;
+        }
+        if !checksum_ok && pos == CATEGORY_START_WORD && kind == 0 {
+            // A blank EEPROM: nothing more worth reading.
+            return complete;
+        }
+        pos += 2 + usize::from(word(pos + 1));
+        if have_words < pos.min(limit_words) {
+            return None;
+        }
     }
 }
 
@@ -702,5 +714,73 @@ mod tests {
         assert_ne!(img.header.checksum, 0xD8, "checksum changed with the alias");
         assert_eq!(img.identity().serial, 0xDEAD_BEEF);
         assert_eq!(img.identity().product_code, 0x07D4_3052);
+    }
+
+    #[test]
+    fn completeness_of_every_test_image_grows_with_its_prefix() {
+        let dir = format!(
+            "{}/../../shared/testdata/eeprom",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("test data") {
+            let path = entry.expect("entry").path();
+            let file = std::fs::read(&path).expect("image");
+            let name = path.display().to_string();
+            // Beyond a truncated file (el4104.bin) the cells read erased, as in an ESC.
+            let mut file = file;
+            file.resize(64 * 1024, 0xFF);
+            // Read 8 bytes at a time, as the reader does: the first complete prefix is
+            // all it reads, and it decodes as the whole EEPROM does.
+            let read = (0..=file.len())
+                .step_by(8)
+                .find_map(|len| image_complete_len(&file[..len], 64 * 1024))
+                .unwrap_or_else(|| panic!("{name}: never complete"));
+            assert!((128..file.len()).contains(&read), "{name}: {read}");
+            assert_eq!(
+                image_complete_len(&file[..read], 64 * 1024),
+                Some(read),
+                "{name}"
+            );
+            match (SiiImage::parse(&file[..read]), SiiImage::parse(&file)) {
+                (Ok(part), Ok(all)) => {
+                    assert_eq!(part.identity(), all.identity(), "{name}");
+                    assert_eq!(part.name(), all.name(), "{name}");
+                }
+                (Err(part), Err(all)) => assert_eq!(part.to_string(), all.to_string()),
+                (part, all) => panic!("{name}: prefix {part:?}, whole {all:?}"),
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, 15, "every image of the test data");
+        let blank = testdata("empty-eeprom.bin");
+        assert_eq!(
+            image_complete_len(&blank, 64 * 1024),
+            Some(128),
+            "blank: header only"
+        );
+    }
+
+    #[test]
+    fn completeness_of_hostile_images_is_bounded() {
+        assert_eq!(image_complete_len(&[], 64 * 1024), None);
+        assert_eq!(image_complete_len(&[0xFF; 127], 64 * 1024), None);
+        // Erased header: the declared size (8 MiB) is capped by max_bytes, the first
+        // category word is the end marker.
+        let erased = vec![0xFF; 136];
+        assert_eq!(image_complete_len(&erased[..128], 64 * 1024), None);
+        assert_eq!(image_complete_len(&erased, 64 * 1024), Some(136));
+        // A category claiming 0xFFFF words runs to max_bytes and no further, also when
+        // the last chunk overshoots.
+        let mut huge = vec![0u8; 64 * 1024 + 8];
+        huge[0x7C..0x7E].copy_from_slice(&0xFFFFu16.to_le_bytes());
+        huge[128..132].copy_from_slice(&[0x0A, 0x00, 0xFF, 0xFF]);
+        assert_eq!(image_complete_len(&huge[..4096], 64 * 1024), None);
+        assert_eq!(image_complete_len(&huge, 64 * 1024), Some(64 * 1024));
+        assert_eq!(image_complete_len(&huge[..1024], 512), Some(512));
+        // A header declaring the smallest EEPROM (128 bytes) is complete at its header.
+        let mut small = vec![0u8; 128];
+        small[0x7C] = 0;
+        assert_eq!(image_complete_len(&small, 64 * 1024), Some(128));
     }
 }
