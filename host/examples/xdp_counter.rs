@@ -15,7 +15,6 @@ xdp_program! {
         pub count: global(u64),
     }
     fn program(&self, b) {
-        let count = self.count.var(b);
         ebpf! { b =>
             count += 1;
             b.exit(XDP_PASS);

@@ -25,7 +25,6 @@ xdp_program! {
     }
     fn program(&self, b) {
         let ether_type = b.packet(12, VarType::be(ScalarType::U16));
-        let (ipv4, ipv6) = (self.ipv4.var(b), self.ipv6.var(b));
         ebpf! { b =>
             if ether_type == ETH_P_IP {
                 ipv4 += 1;

@@ -20,7 +20,6 @@
 //!         pub count: global(u64),
 //!     }
 //!     fn program(&self, b) {
-//!         let count = self.count.var(b);
 //!         ebpf! { b => count += 1; b.exit(XDP_PASS); }
 //!     }
 //! }
@@ -102,7 +101,9 @@ pub const LINK_PIN: &str = "link";
 /// [`XdpProgram`] implementation (each handle declared under its field's name, the
 /// program named after the struct) and its `program` method. The fields say what they
 /// are as [`Declare`]'s methods do: `global(T)`, `per_cpu_array(T, ENTRIES)`,
-/// `hash_map(K, V, MAX_ENTRIES)`.
+/// `hash_map(K, V, MAX_ENTRIES)`. In `program`, `b` is the `&Builder` and every global
+/// is in scope under its field's name as the program's variable (`count` is
+/// `self.count.var(b)`); maps are used through their handles (`self.counts.add(..)`).
 ///
 /// ```no_run
 /// use ferrocat::xdp::{XDP_PASS, Xdp, xdp_program};
@@ -115,7 +116,6 @@ pub const LINK_PIN: &str = "link";
 ///         pub count: global(u64),
 ///     }
 ///     fn program(&self, b) {
-///         let count = self.count.var(b);
 ///         ebpf! { b => count += 1; b.exit(XDP_PASS); }
 ///     }
 /// }
@@ -160,7 +160,10 @@ macro_rules! xdp_program {
                 }
             }
 
-            fn program(&$self, $b: &$crate::xdp::Builder) $body
+            fn program(&$self, $b: &$crate::xdp::Builder) {
+                $( $crate::__xdp_field!(bind $self, $b, $field, $kind($($arg)*)); )*
+                $body
+            }
         }
     };
 }
@@ -187,6 +190,11 @@ macro_rules! __xdp_field {
     };
     // Never compiled: the field's type already stopped the build with the message above.
     (declare $d:ident, $f:ident, $other:ident($($arg:tt)*)) => { ::core::unreachable!() };
+    (bind $s:ident, $b:ident, $f:ident, global($t:ty)) => {
+        #[allow(unused_variables)]
+        let $f = $s.$f.var($b);
+    };
+    (bind $s:ident, $b:ident, $f:ident, $other:ident($($arg:tt)*)) => {};
 }
 
 pub use crate::xdp_program;
