@@ -56,7 +56,7 @@ impl EscConfig {
     /// after a read command and free from ~676 µs, e.g. frames 104..110), ~5 ms per write.
     pub fn for_sii(sii: &Sii) -> EscConfig {
         EscConfig {
-            chip: EscChip::for_product(sii.vendor_id, sii.product_code),
+            chip: chip_for_sii(sii),
             drift_ppm: 0.0,
             clock_start_ns: None,
             eeprom_read_ns: 640_000,
@@ -64,6 +64,40 @@ impl EscConfig {
             mailbox_latency_ns: 0,
         }
     }
+}
+
+/// The ESC a terminal with this SII has: the chip known for its product, or, where the
+/// SII places mailboxes or SyncManagers beyond that chip's process RAM (the AKD servo
+/// drive's mailboxes sit at 0x1800..0x1FFF, past an ET1200's 1 KiB), an ET1100-class
+/// ESC with 8 KiB, enough for every image in the test data.
+fn chip_for_sii(sii: &Sii) -> EscChip {
+    let chip = EscChip::for_product(sii.vendor_id, sii.product_code);
+    let mailbox_ends = [
+        &sii.rx_mailbox,
+        &sii.tx_mailbox,
+        &sii.bootstrap_rx_mailbox,
+        &sii.bootstrap_tx_mailbox,
+    ]
+    .into_iter()
+    .map(|m| usize::from(m.offset) + usize::from(m.size));
+    let sm_ends = sii
+        .sync_managers
+        .iter()
+        .map(|sm| usize::from(sm.start) + usize::from(sm.length));
+    let needed = mailbox_ends.chain(sm_ends).max().unwrap_or(0);
+    if needed <= chip.memory_size() {
+        return chip;
+    }
+    let big = EscChip::ET1100_COUPLER;
+    if needed > big.memory_size() {
+        tracing::warn!(
+            vendor = sii.vendor_id,
+            product = sii.product_code,
+            needed,
+            "SII places areas beyond the 8 KiB of process RAM emulated; they stay unreachable"
+        );
+    }
+    big
 }
 
 /// A logical datagram command.

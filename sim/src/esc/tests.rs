@@ -604,3 +604,16 @@ fn sync0_next_pulse_follows_start_and_cycle() {
         "next pulse on the cycle grid"
     );
 }
+
+#[test]
+fn the_esc_has_room_for_every_area_its_sii_places() {
+    // The AKD's mailboxes are at 0x1800..0x1FFF: past an ET1200's 1 KiB of process RAM.
+    let akd = sii("akd");
+    let end = usize::from(akd.tx_mailbox.offset) + usize::from(akd.tx_mailbox.size);
+    assert!(end > EscChip::ET1200.memory_size());
+    let chip = EscConfig::for_sii(&akd).chip;
+    assert!(chip.memory_size() >= end, "{} < {end}", chip.memory_size());
+    // A terminal whose areas fit keeps the chip known for its product.
+    let el2004 = sii("el2004");
+    assert_eq!(EscConfig::for_sii(&el2004).chip, EscChip::ET1200);
+}
