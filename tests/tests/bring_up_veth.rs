@@ -134,9 +134,8 @@ fn assert_terminals_in_op(m: &Master) {
 async fn reference_bus_and_akd_reach_op_and_the_capture_decodes_cleanly() {
     let _serial = CYCLIC.lock().await;
     let bus = start_bus("bringup");
-    let dir = std::env::temp_dir().join(format!("ferrocat-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temporary directory");
-    let pcap = dir.join("bring-up.pcapng");
+    let dir = TempDir::new();
+    let pcap = dir.0.join("bring-up.pcapng");
     let file = std::fs::File::create(&pcap).expect("capture file");
     let sink = SharedSink::new(PcapngSink::new(file, bus.interface()).expect("pcapng header"));
     let counter = FrameCounter::default();
@@ -205,7 +204,24 @@ async fn reference_bus_and_akd_reach_op_and_the_capture_decodes_cleanly() {
     ]);
     assert_eq!(bad, "", "tshark finds malformed or warning items");
     drop(m);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A temporary directory, removed on drop (also when the test panics).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!("ferrocat-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("temporary directory {}: {e}", dir.display()));
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Runs tshark, panicking with its output if it fails or is missing.
