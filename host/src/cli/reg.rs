@@ -1,6 +1,7 @@
 //! `ferrocat reg read|write`: raw ESC register access with typed values.
 
 use super::{CliError, Context, Exit, TerminalSelector, parse_u16, parse_u64};
+use crate::ethercat::coe::value::parse_hex_bytes;
 use crate::ethercat::registers;
 use crate::ethercat::transport::expect_wkc;
 use crate::ethercat::wire::frame::MAX_DATAGRAM_DATA;
@@ -168,22 +169,13 @@ pub fn format_value(bytes: &[u8], ty: ValueType) -> String {
 pub fn parse_value(value: &str, ty: ValueType) -> Result<Vec<u8>, CliError> {
     let bad = |why: String| CliError::new(Exit::DataErr, why);
     match ty {
-        ValueType::Hex => {
-            let digits: String = value.chars().filter(|c| !c.is_whitespace()).collect();
-            let digits = digits.strip_prefix("0x").unwrap_or(&digits);
-            if digits.is_empty() || digits.len() % 2 != 0 {
-                return Err(bad(format!(
-                    "{value:?} is not a sequence of hex bytes (two digits each)"
-                )));
-            }
-            (0..digits.len())
-                .step_by(2)
-                .map(|i| {
-                    u8::from_str_radix(&digits[i..i + 2], 16)
-                        .map_err(|_| bad(format!("{value:?} contains a non-hex digit")))
-                })
-                .collect()
-        }
+        ValueType::Hex => match parse_hex_bytes(value) {
+            Ok(bytes) if !bytes.is_empty() => Ok(bytes),
+            Ok(_) => Err(bad(format!("{value:?} holds no hex bytes"))),
+            Err(why) => Err(bad(format!(
+                "{value:?} is not a sequence of hex bytes (two digits each): {why}"
+            ))),
+        },
         ValueType::String => Ok(value.as_bytes().to_vec()),
         ValueType::I8 | ValueType::I16 | ValueType::I32 | ValueType::I64 => {
             let width = ty.width().unwrap_or(8);
@@ -370,6 +362,11 @@ mod tests {
             parse_value("abc", ValueType::Hex).unwrap_err().exit,
             Exit::DataErr
         );
+        // Multi-byte characters once split a string slice mid-character (a panic).
+        for hostile in ["aéa", "0xé1", "", "  ", "+1"] {
+            let e = parse_value(hostile, ValueType::Hex).unwrap_err();
+            assert_eq!(e.exit, Exit::DataErr, "{hostile:?}: {}", e.message);
+        }
     }
 
     #[test]

@@ -196,21 +196,7 @@ impl ValueType {
                 .to_le_bytes()
                 .to_vec(),
             ValueType::String => text.as_bytes().to_vec(),
-            ValueType::Hex => {
-                let h: String = t
-                    .trim_start_matches("0x")
-                    .chars()
-                    .filter(|c| !c.is_whitespace() && *c != ':' && *c != '_')
-                    .collect();
-                if h.len() % 2 != 0 {
-                    return Err(err("odd number of hex digits".into()));
-                }
-                (0..h.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&h[i..i + 2], 16))
-                    .collect::<Result<Vec<u8>, _>>()
-                    .map_err(|e| err(e.to_string()))?
-            }
+            ValueType::Hex => parse_hex_bytes(t).map_err(err)?,
         })
     }
 
@@ -260,6 +246,27 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Parses bytes written as hex digits, two per byte, with an optional `0x` in front and
+/// white space, `:` or `_` anywhere between them (`0a 0b`, `0x0a0b`, `de:ad`). Anything
+/// else, or an odd number of digits, is an error saying so.
+pub fn parse_hex_bytes(text: &str) -> Result<Vec<u8>, String> {
+    let digits = text
+        .trim()
+        .trim_start_matches("0x")
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':' && *c != '_')
+        .map(|c| {
+            c.to_digit(16)
+                .map(|d| d as u8)
+                .ok_or_else(|| format!("{c:?} is not a hex digit"))
+        })
+        .collect::<Result<Vec<u8>, _>>()?;
+    if digits.len() % 2 != 0 {
+        return Err("odd number of hex digits".into());
+    }
+    Ok(digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +298,20 @@ mod tests {
             Err(ValueError::Parse { .. })
         ));
         assert!(ValueType::Hex.encode("abc").is_err());
+        // Multi-byte characters once split a string slice mid-character (a panic).
+        for hostile in ["aéa", "éé", "0x+1", "1 é", "ü"] {
+            assert!(
+                matches!(
+                    ValueType::Hex.encode(hostile),
+                    Err(ValueError::Parse { .. })
+                ),
+                "{hostile}"
+            );
+        }
+        assert_eq!(
+            ValueType::Hex.encode("0xDE:ad_be ef"),
+            Ok(vec![0xDE, 0xAD, 0xBE, 0xEF])
+        );
         assert!(ValueType::Bool.encode("maybe").is_err());
         assert_eq!(
             ValueType::U32.decode(&[1, 2]),
