@@ -135,7 +135,8 @@ fn example(name: &str) -> PathBuf {
 
 #[test]
 fn without_privileges_the_error_names_the_capabilities() {
-    // The counter example run as nobody with every capability dropped.
+    // The counter example run as nobody with every capability dropped (it fails on
+    // its first map, before it would look for the interface).
     let out = Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -145,7 +146,7 @@ fn without_privileges_the_error_names_the_capabilities() {
             "--bounding-set=-all",
         ])
         .arg(example("xdp_counter"))
-        .arg("lo")
+        .arg("fcnosuch0")
         .output()
         .expect("run setpriv (util-linux)");
     assert!(!out.status.success());
@@ -365,4 +366,45 @@ fn detach_leaves_another_program_and_another_interface_alone() {
     assert_eq!(kxdp::attached_program(pair.host()).expect("query"), None);
     let e = other.detach(pair.host()).expect_err("nothing attached");
     assert!(matches!(e, Error::NotAttached { .. }), "{e}");
+}
+
+#[test]
+fn pinning_before_attaching_keeps_the_program_running_too() {
+    let _s = serial();
+    let pair = VethPair::new("xdp-pinfirst");
+    let second = VethPair::new("xdp-pinfirst2");
+    let fs = BpffsMount::new("xdp-pinfirst");
+    let dir = fs.path().join("maps");
+    {
+        let c = Xdp::<counter::Counter>::new().expect("load");
+        c.pin_maps(&dir).expect("pin");
+        assert!(!dir.join("link").exists(), "not attached yet");
+        c.attach(pair.host()).expect("attach");
+        assert!(
+            dir.join("link").exists(),
+            "attach pins the link next to the maps"
+        );
+        // A second link cannot take the pin: attaching to another interface fails
+        // and leaves nothing attached there.
+        let e = c.attach(second.host()).expect_err("the link pin is taken");
+        assert!(e.to_string().contains("the path exists"), "{e}");
+        assert_eq!(kxdp::attached_program(second.host()).expect("query"), None);
+    }
+    // The instance is gone; the pinned link keeps the program running.
+    assert!(
+        kxdp::attached_program(pair.host())
+            .expect("query")
+            .is_some()
+    );
+    pair.send_from_peer(&frames(3)).expect("send");
+    let later = Xdp::<counter::Counter>::load_maps(&dir).expect("open the pins");
+    let start = Instant::now();
+    while later.count.get().expect("read") != 3 {
+        assert!(start.elapsed() < Duration::from_secs(10), "count stuck");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    later.detach(pair.host()).expect("detach");
+    later.unpin_maps().expect("unpin");
+    assert_eq!(kxdp::attached_program(pair.host()).expect("query"), None);
+    assert!(!dir.exists());
 }

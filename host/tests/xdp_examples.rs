@@ -252,12 +252,22 @@ fn errors_name_what_to_fix() {
         "{e}"
     );
 
-    // A directory that is not on a bpffs.
-    let tmp = std::env::temp_dir().join(format!("ferrocat-xdp-notbpffs-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("tmp dir");
-    let e = c.pin_maps(tmp.join("maps")).expect_err("not bpffs");
+    // A directory that is not on a bpffs (removed again, also if the test fails).
+    struct TmpDir(PathBuf);
+    impl Drop for TmpDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let tmp =
+        TmpDir(std::env::temp_dir().join(format!("ferrocat-xdp-notbpffs-{}", std::process::id())));
+    std::fs::create_dir_all(&tmp.0).expect("tmp dir");
+    let e = c.pin_maps(tmp.0.join("maps")).expect_err("not bpffs");
     assert!(e.to_string().contains("is not on a bpf filesystem"), "{e}");
-    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(
+        !tmp.0.join("maps").exists(),
+        "nothing created outside bpffs"
+    );
 
     // Pinning twice at the same place: the path exists.
     let fs = BpffsMount::new("xdp-errors");

@@ -551,11 +551,23 @@ impl<P: XdpProgram> Xdp<P> {
     }
 
     /// Attaches the program to `iface` until [`detach`](Self::detach); unless its link
-    /// is pinned with [`pin_maps`](Self::pin_maps), also until this `Xdp` is dropped or
-    /// the process exits (the kernel detaches a link when its last descriptor closes).
+    /// is pinned, also until this `Xdp` is dropped or the process exits (the kernel
+    /// detaches a link when its last descriptor closes). The link is pinned by
+    /// [`pin_maps`](Self::pin_maps), or here if this instance already has a pin
+    /// directory (of `pin_maps` or [`load_maps`](Self::load_maps)), so that the order of
+    /// `attach` and `pin_maps` does not matter; if that pin fails, the program is
+    /// detached again and the error returned.
     pub fn attach(&self, iface: &str) -> Result<(), Error> {
         let prog = self.kernel_program()?;
         let link = XdpLink::attach(prog, iface, self.mode)?;
+        if let Some(fs) = self.pins.get()
+            && let Err(e) = link.pin(fs, LINK_PIN)
+        {
+            if let Err(d) = link.detach() {
+                tracing::warn!("detaching XDP program after a failed pin: {d}");
+            }
+            return Err(e.into());
+        }
         *self.lock_link() = Some(link);
         Ok(())
     }

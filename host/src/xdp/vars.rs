@@ -208,7 +208,8 @@ impl<T: Value> PerCpuArray<T> {
         b.map_lookup(self.map_ref(), index, f);
     }
 
-    /// The copies of entry `index`, one per possible CPU.
+    /// The copies of entry `index`, one per possible CPU (none if `index` is beyond
+    /// the array).
     pub fn per_cpu(&self, index: u32) -> Result<Vec<T>, Error> {
         let map = self.slot.get()?;
         let values = map
