@@ -5,6 +5,9 @@
 //!   other in a fresh namespace; both removed on drop, also when the test panics.
 //! - [`BpffsMount`]: a private bpf filesystem mounted on a temporary directory.
 //! - [`testdata_dir`]: `../shared/testdata` of the project.
+//! - [`SimBus`]: ferrocat-sim serving a topology behind a [`VethPair`], with its run-time
+//!   fault switches; [`Cycle`] keeps a master's process data cycling; [`FrameCounter`]
+//!   counts the frames a transport sends and receives.
 //!
 //! Everything here needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and panics with the failing
 //! command's output otherwise: kernel tests fail, they do not skip.
@@ -383,7 +386,7 @@ impl SimBus {
         let built = ferrocat_sim::topology::Topology::load(topology)
             .and_then(|t| t.build())
             .unwrap_or_else(|e| panic!("topology {}: {e}", topology.display()));
-        SimBus::from_segment(tag, segment_with_ram_for_sii(built))
+        SimBus::from_segment(tag, ferrocat_sim::serve::build_segment(built))
     }
 
     /// Serves `segment`. Panics if the bus does not answer within 10 s.
@@ -481,76 +484,6 @@ impl Drop for SimBus {
 /// The project root (`CARGO_MANIFEST_DIR/..`), for configs and docs.
 pub fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// First process-RAM address of an ESC (ETG.1000.4 §6.1: registers below 0x1000).
-const PROCESS_RAM_START: u32 = 0x1000;
-
-/// The segment of a built topology, as `ferrocat-sim serve` builds it, except that a
-/// terminal whose SII places mailboxes or SyncManagers beyond the process RAM of the
-/// chip the simulator picks for it gets enough RAM to hold them (register 0x0006 says
-/// so): the real device has that RAM, the SII was written for it. The simulator gives
-/// unknown devices an ET1200 with 1 KiB, while the AKD's SII puts its mailboxes at
-/// 0x1800 and 0x1C00 (it has an ET1100 with 8 KiB).
-pub fn segment_with_ram_for_sii(
-    built: ferrocat_sim::topology::BuiltBus,
-) -> ferrocat_sim::segment::Segment {
-    let mut segment = ferrocat_sim::segment::Segment::new();
-    for t in built.terminals {
-        let mut sii = t.sii;
-        let mut config = ferrocat_sim::esc::EscConfig::for_sii(&sii);
-        config.drift_ppm = t.drift_ppm;
-        let areas = [
-            (sii.rx_mailbox.offset, sii.rx_mailbox.size),
-            (sii.tx_mailbox.offset, sii.tx_mailbox.size),
-            (
-                sii.bootstrap_rx_mailbox.offset,
-                sii.bootstrap_rx_mailbox.size,
-            ),
-            (
-                sii.bootstrap_tx_mailbox.offset,
-                sii.bootstrap_tx_mailbox.size,
-            ),
-        ]
-        .into_iter()
-        .chain(sii.sync_managers.iter().map(|sm| (sm.start, sm.length)));
-        let end = areas
-            .filter(|&(_, len)| len > 0)
-            .map(|(start, len)| u32::from(start) + u32::from(len))
-            .max()
-            .unwrap_or(0);
-        let needed_kib = end.saturating_sub(PROCESS_RAM_START).div_ceil(1024);
-        if needed_kib > u32::from(config.chip.ram_kib) {
-            config.chip.ram_kib = u8::try_from(needed_kib).unwrap_or(u8::MAX);
-        }
-        if let Some(alias) = t.alias {
-            set_sii_alias(&mut sii, alias);
-        }
-        segment.push(ferrocat_sim::esc::Esc::new(config, sii, t.app));
-    }
-    segment
-}
-
-/// Writes `alias` into SII word 4 and fixes the header checksum (word 7 low byte: CRC-8,
-/// polynomial 0x07, initial value 0xFF, over bytes 0..13; ETG.2010 table 2).
-fn set_sii_alias(sii: &mut ferrocat_sim::sii::Sii, alias: u16) {
-    sii.station_alias = alias;
-    if sii.raw.len() < 16 {
-        return;
-    }
-    sii.raw[8..10].copy_from_slice(&alias.to_le_bytes());
-    let mut crc: u8 = 0xFF;
-    for b in &sii.raw[..14] {
-        crc ^= b;
-        for _ in 0..8 {
-            crc = if crc & 0x80 != 0 {
-                (crc << 1) ^ 0x07
-            } else {
-                crc << 1
-            };
-        }
-    }
-    sii.raw[14] = crc;
 }
 
 /// Process data kept cycling by a master (an LRW of its whole process image every
