@@ -236,6 +236,29 @@ fn bad_names_are_refused_before_any_map_exists() {
     assert!(matches!(e, Error::Declare { .. }), "{e}");
 }
 
+/// A real temporary directory (removed on drop, also when a test fails) that the fake
+/// kernel takes for a bpffs mount.
+struct FakeBpffs {
+    root: PathBuf,
+    fs: Bpffs,
+}
+
+impl FakeBpffs {
+    /// Mounts it on the fake kernel in use; `tag` keeps tests apart.
+    fn new(tag: &str) -> FakeBpffs {
+        let root = std::env::temp_dir().join(format!("ferrocat-xdp-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("temporary directory");
+        let fs = Bpffs::mount_at(&root).expect("fake bpffs");
+        FakeBpffs { root, fs }
+    }
+}
+
+impl Drop for FakeBpffs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
 /// A global and a map: two pins.
 #[derive(Debug)]
 struct Both {
@@ -261,16 +284,8 @@ impl XdpProgram for Both {
 fn a_pin_failing_half_way_removes_the_pins_made_and_the_directory() {
     let fake = FakeKernel::new(1);
     let _g = use_fake(fake.clone());
-    let root = std::env::temp_dir().join(format!("ferrocat-xdp-pins-{}", std::process::id()));
-    std::fs::create_dir_all(&root).expect("temporary directory");
-    struct Remove(PathBuf);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _remove = Remove(root.clone());
-    let fs = Bpffs::mount_at(&root).expect("fake bpffs");
+    let mount = FakeBpffs::new("pins");
+    let (root, fs) = (&mount.root, &mount.fs);
     // Something already pinned where the second pin goes.
     let other = Map::create(&MapSpec::hash("other", 2, 8, 4)).expect("map");
     fs.pin(&other, "maps/counts").expect("pin");
@@ -345,16 +360,8 @@ impl XdpProgram for One {
 fn globals_of_another_size_are_refused() {
     let fake = FakeKernel::new(1);
     let _g = use_fake(fake.clone());
-    let root = std::env::temp_dir().join(format!("ferrocat-xdp-globals-{}", std::process::id()));
-    std::fs::create_dir_all(&root).expect("temporary directory");
-    struct Remove(PathBuf);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _remove = Remove(root.clone());
-    Bpffs::mount_at(&root).expect("fake bpffs");
+    let mount = FakeBpffs::new("globals");
+    let root = &mount.root;
     let x = Xdp::<TwoCounts>::new().expect("load");
     x.b.set(7).expect("set");
     let dir = x.pin_maps(root.join("two")).expect("pin");
