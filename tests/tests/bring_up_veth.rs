@@ -2,7 +2,9 @@
 //! AKD (configs/sim/reference-akd.toml) in its own network namespace, ferrocat's master
 //! brings every terminal to OP through a real AF_PACKET socket, the frames of that
 //! bring-up (ferrocat's pcapng capture) decode in tshark without malformed or warning
-//! items, and the `ferrocat` program's `slaves --json` lists every terminal as it is.
+//! items, and the `ferrocat` program's `slaves --json` lists every terminal as it is;
+//! `ferrocat capture --state OP --dc` records a clean bring-up and `states INIT` takes
+//! the bus down again.
 //!
 //! Needs root and tshark (scripts/setup.sh installs it): fails, does not skip, without.
 
@@ -211,7 +213,9 @@ struct TempDir(std::path::PathBuf);
 
 impl TempDir {
     fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("ferrocat-e2e-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ferrocat-e2e-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("temporary directory {}: {e}", dir.display()));
         TempDir(dir)
@@ -294,4 +298,68 @@ async fn ferrocat_slaves_json_lists_every_terminal_in_op() {
     // The scan of the other process changed nothing here.
     m.refresh_status().await.expect("AL status");
     assert_terminals_in_op(&m);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferrocat_capture_of_a_bring_up_with_dc_decodes_cleanly_then_states_init() {
+    let _serial = CYCLIC.lock().await;
+    let bus = start_bus("capture");
+    let dir = TempDir::new();
+    let pcap = dir.0.join("cli-bring-up.pcapng");
+    let path = pcap.to_str().expect("UTF-8 path").to_string();
+    let iface = bus.interface().to_string();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        ferrocat(&[
+            "-i", &iface, "capture", "-o", &path, "--state", "OP", "--dc",
+        ])
+    })
+    .await
+    .expect("ferrocat finished");
+    assert_eq!(code, Some(0), "ferrocat capture failed: {err}");
+    let path = pcap.to_str().expect("UTF-8 path");
+    let (frames, rest) = out
+        .trim()
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("unexpected output: {out}"));
+    assert_eq!(
+        rest,
+        format!("frames from 8 terminals written to {path}"),
+        "{out}"
+    );
+    let frames: usize = frames.parse().expect("frame count");
+    // Scan, SII, DC (2000 drift frames), PRE-OP, CoE, SAFE-OP, OP: thousands of frames.
+    assert!(frames > 2000, "{frames} frames");
+    let all = tshark(&["-r", path, "-T", "fields", "-e", "frame.protocols"]);
+    assert_eq!(all.lines().count(), frames, "frames in the file");
+    assert!(
+        all.lines().all(|l| l.starts_with("eth:ethertype:ecat")),
+        "every frame decodes as EtherCAT"
+    );
+    let bad = tshark(&[
+        "-r",
+        path,
+        "-Y",
+        "_ws.malformed || _ws.expert.severity >= warning",
+    ]);
+    assert_eq!(bad, "", "tshark finds malformed or warning items");
+
+    // The bus was left in OP without cycling; `states INIT` brings every terminal down
+    // (acknowledging the watchdog errors of the output terminals on the way).
+    let iface = bus.interface().to_string();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || ferrocat(&["-i", &iface, "--json", "states", "INIT"]))
+            .await
+            .expect("ferrocat finished");
+    assert_eq!(code, Some(0), "ferrocat states failed: {err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(rows.len(), BUS.len(), "{out}");
+    for (p, row) in rows.iter().enumerate() {
+        assert_eq!(
+            *row,
+            serde_json::json!({"position": p, "station_address": station(p), "state": "INIT"}),
+        );
+    }
 }
