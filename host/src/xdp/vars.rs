@@ -266,7 +266,8 @@ impl<K: Value, V: Value> HashMap<K, V> {
     }
 
     /// In the program: runs `f` with the value under `key`, if present; what `f` leaves
-    /// in the variable is stored back (not atomically).
+    /// in the variable is stored back (not atomically, and also if `f` only reads it:
+    /// see [`Builder::map_lookup`]).
     #[track_caller]
     pub fn lookup<'b>(
         &self,

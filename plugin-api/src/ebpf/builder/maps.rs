@@ -232,7 +232,9 @@ impl Builder {
     /// (`bpf_map_lookup_elem`; for arrays, every index below `max_entries`). `f` gets a
     /// copy of the value as a local; whatever it holds when `f` ends is written back
     /// (not atomically: for counters shared between CPUs use a per-CPU map or
-    /// [`Builder::map_add`]). An `exit` inside `f` skips the write-back.
+    /// [`Builder::map_add`]). The write-back happens even if `f` only reads the value,
+    /// so on a map other CPUs update, a read-only `f` can undo their updates made in
+    /// between; end such a body with an `exit`, which skips the write-back.
     #[track_caller]
     pub fn map_lookup<'b>(
         &'b self,
