@@ -340,6 +340,9 @@ fn detach_leaves_another_program_and_another_interface_alone() {
     c.attach(pair.host()).expect("attach");
     let prog = kxdp::attached_program(pair.host()).expect("query");
     assert!(prog.is_some());
+    let e = c.attach(pair.host()).expect_err("attached already");
+    assert!(matches!(e, Error::AttachedAlready { .. }), "{e}");
+    assert_eq!(kxdp::attached_program(pair.host()).expect("query"), prog);
 
     // Asked for another interface, the instance keeps its own link.
     let e = c.detach("fcnosuch0").expect_err("no such interface");
@@ -384,9 +387,12 @@ fn pinning_before_attaching_keeps_the_program_running_too() {
             dir.join("link").exists(),
             "attach pins the link next to the maps"
         );
-        // A second link cannot take the pin: attaching to another interface fails
-        // and leaves nothing attached there.
-        let e = c.attach(second.host()).expect_err("the link pin is taken");
+        // A second link cannot take the pin: another instance on the same pins
+        // attaching to another interface fails and leaves nothing attached there.
+        let other = Xdp::<counter::Counter>::load_maps(&dir).expect("open the pins");
+        let e = other
+            .attach(second.host())
+            .expect_err("the link pin is taken");
         assert!(e.to_string().contains("the path exists"), "{e}");
         assert_eq!(kxdp::attached_program(second.host()).expect("query"), None);
     }

@@ -269,11 +269,12 @@ fn errors_name_what_to_fix() {
         "nothing created outside bpffs"
     );
 
-    // Pinning twice at the same place: the path exists.
+    // Pinning twice at the same place (two instances): the path exists.
     let fs = BpffsMount::new("xdp-errors");
     let dir = fs.path().join("maps");
     c.pin_maps(&dir).expect("first pin");
-    let e = c.pin_maps(&dir).expect_err("pinned twice");
+    let second = Xdp::<counter::Counter>::new().expect("load");
+    let e = second.pin_maps(&dir).expect_err("pinned twice");
     assert!(e.to_string().contains("the path exists"), "{e}");
 
     // Opening the pins as another program whose maps differ: wrong map type.

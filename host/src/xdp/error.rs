@@ -102,6 +102,25 @@ pub enum Error {
         /// The name of the program running there (as the kernel keeps it).
         running: String,
     },
+    /// `attach` on an instance that is attached already.
+    #[error("program `{program}` is already attached to {iface}; detach it first")]
+    AttachedAlready {
+        /// The program.
+        program: String,
+        /// Where it is attached.
+        iface: String,
+    },
+    /// `pin_maps` on an instance whose maps are pinned already (or opened from pins).
+    #[error(
+        "the maps of program `{program}` are pinned in {} already; unpin_maps first",
+        dir.display()
+    )]
+    PinnedAlready {
+        /// The program.
+        program: String,
+        /// Where they are pinned.
+        dir: PathBuf,
+    },
     /// The program is not attached where a detach was asked.
     #[error("program `{program}` is not attached to {iface}")]
     NotAttached {

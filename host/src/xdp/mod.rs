@@ -338,7 +338,7 @@ pub struct Xdp<P> {
     link: Mutex<Option<XdpLink>>,
     mode: XdpMode,
     /// The pin directory: of `load_maps`, or of this instance's `pin_maps`.
-    pins: OnceLock<Bpffs>,
+    pins: Mutex<Option<Bpffs>>,
 }
 
 impl<P> std::fmt::Debug for Xdp<P> {
@@ -441,7 +441,7 @@ impl<P: XdpProgram> Xdp<P> {
     pub fn load_maps(dir: impl AsRef<Path>) -> Result<Xdp<P>, Error> {
         let fs = Bpffs::at(dir.as_ref())?;
         let x = Xdp::<P>::prepare(Source::Pinned(&fs))?;
-        let _ = x.pins.set(fs);
+        *x.pin_dir() = Some(fs);
         Ok(x)
     }
 
@@ -502,7 +502,7 @@ impl<P: XdpProgram> Xdp<P> {
             prog: OnceLock::new(),
             link: Mutex::new(None),
             mode: XdpMode::Native,
-            pins: OnceLock::new(),
+            pins: Mutex::new(None),
         })
     }
 
@@ -538,6 +538,12 @@ impl<P: XdpProgram> Xdp<P> {
         self.link.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The pin directory (never held while taking `lock_link`: `attach` takes them in
+    /// the other order).
+    fn pin_dir(&self) -> std::sync::MutexGuard<'_, Option<Bpffs>> {
+        self.pins.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Attaches the program to `iface` for the lifetime of the returned guard (the
     /// seed's `async with c.run(iface)`): dropping it detaches, also on an early
     /// return or a panic.
@@ -550,7 +556,8 @@ impl<P: XdpProgram> Xdp<P> {
         })
     }
 
-    /// Attaches the program to `iface` until [`detach`](Self::detach); unless its link
+    /// Attaches the program to `iface` until [`detach`](Self::detach) (one interface per
+    /// instance: a second `attach` is [`Error::AttachedAlready`]); unless its link
     /// is pinned, also until this `Xdp` is dropped or the process exits (the kernel
     /// detaches a link when its last descriptor closes). The link is pinned by
     /// [`pin_maps`](Self::pin_maps), or here if this instance already has a pin
@@ -558,9 +565,16 @@ impl<P: XdpProgram> Xdp<P> {
     /// `attach` and `pin_maps` does not matter; if that pin fails, the program is
     /// detached again and the error returned.
     pub fn attach(&self, iface: &str) -> Result<(), Error> {
+        let mut own = self.lock_link();
+        if let Some(l) = own.as_ref() {
+            return Err(Error::AttachedAlready {
+                program: P::NAME.to_string(),
+                iface: l.iface().to_string(),
+            });
+        }
         let prog = self.kernel_program()?;
         let link = XdpLink::attach(prog, iface, self.mode)?;
-        if let Some(fs) = self.pins.get()
+        if let Some(fs) = self.pin_dir().as_ref()
             && let Err(e) = link.pin(fs, LINK_PIN)
         {
             if let Err(d) = link.detach() {
@@ -568,17 +582,24 @@ impl<P: XdpProgram> Xdp<P> {
             }
             return Err(e.into());
         }
-        *self.lock_link() = Some(link);
+        *own = Some(link);
         Ok(())
     }
 
     /// Pins the maps (and the link of [`attach`](Self::attach), if attached) in the
     /// new directory `dir`, created on a bpffs (`/sys/fs/bpf/NAME`, mounting bpffs there if
     /// needed, or any directory on a bpffs): they outlive this process. Returns `dir`.
-    /// An existing `dir` is refused (`BpffsError::PathExists`); if a pin fails, the pins
-    /// made and the directory are removed again.
+    /// An existing `dir` is refused (`BpffsError::PathExists`), as is a second pin
+    /// directory for the same instance ([`Error::PinnedAlready`]); if a pin fails, the
+    /// pins made and the directory are removed again.
     pub fn pin_maps(&self, dir: impl AsRef<Path>) -> Result<PathBuf, Error> {
         let dir = dir.as_ref();
+        if let Some(fs) = self.pin_dir().as_ref() {
+            return Err(Error::PinnedAlready {
+                program: P::NAME.to_string(),
+                dir: fs.root().to_path_buf(),
+            });
+        }
         let (parent, name) = match (dir.parent(), dir.file_name().and_then(|n| n.to_str())) {
             (Some(p), Some(n)) => (p, n),
             _ => {
@@ -607,7 +628,7 @@ impl<P: XdpProgram> Xdp<P> {
             let _ = remove_pin_dir(&path);
             return Err(e);
         }
-        let _ = self.pins.set(inner);
+        *self.pin_dir() = Some(inner);
         Ok(path)
     }
 
@@ -651,13 +672,13 @@ impl<P: XdpProgram> Xdp<P> {
         {
             drop(own);
             link.detach()?;
-            if let Some(fs) = self.pins.get() {
+            if let Some(fs) = self.pin_dir().as_ref() {
                 fs.unpin(LINK_PIN)?;
             }
             return Ok(());
         }
         drop(own);
-        if let Some(fs) = self.pins.get()
+        if let Some(fs) = self.pin_dir().as_ref()
             && fs.path(LINK_PIN)?.exists()
         {
             let link = XdpLink::open_pinned(&fs.path(LINK_PIN)?)?;
@@ -696,13 +717,16 @@ impl<P: XdpProgram> Xdp<P> {
 
     /// Removes the pins of [`load_maps`](Self::load_maps)'s (or
     /// [`pin_maps`](Self::pin_maps)'s) directory, maps and link, and the directory
-    /// itself. The maps live on while a program uses them.
+    /// itself; the instance may then pin again. The maps live on while a program uses
+    /// them.
     pub fn unpin_maps(&self) -> Result<(), Error> {
-        let Some(fs) = self.pins.get() else {
+        let mut dir = self.pin_dir();
+        let Some(fs) = dir.as_ref() else {
             return Ok(());
         };
         self.unpin_all(fs)?;
         remove_pin_dir(fs.root())?;
+        *dir = None;
         Ok(())
     }
 }

@@ -310,13 +310,37 @@ fn a_pin_failing_half_way_removes_the_pins_made_and_the_directory() {
     // The pins work once the place is free; an existing directory is refused.
     let path = x.pin_maps(&dir).expect("pin");
     assert_eq!(path, dir);
-    let e = x.pin_maps(&dir).expect_err("exists");
+    let fresh = Xdp::<Both>::new().expect("load");
+    let e = fresh.pin_maps(&dir).expect_err("exists");
     assert!(e.to_string().contains("the path exists"), "{e}");
+    // One pin directory per instance, until it is unpinned.
+    let elsewhere = root.join("elsewhere");
+    let e = x.pin_maps(&elsewhere).expect_err("pinned already");
+    assert!(matches!(e, Error::PinnedAlready { .. }), "{e}");
+    assert!(
+        e.to_string().ends_with("maps already; unpin_maps first"),
+        "{e}"
+    );
+    assert!(!elsewhere.exists());
     x.count.set(3).expect("set");
     let y = Xdp::<Both>::load_maps(&dir).expect("open the pins");
     assert_eq!(y.count.get().expect("get"), 3);
+    let e = y.pin_maps(&elsewhere).expect_err("opened from pins");
+    assert!(matches!(e, Error::PinnedAlready { .. }), "{e}");
     y.unpin_maps().expect("unpin");
     assert!(!dir.exists());
+    y.pin_maps(&elsewhere)
+        .expect("pinned again after unpinning");
+    assert_eq!(
+        Xdp::<Both>::load_maps(&elsewhere)
+            .expect("open")
+            .count
+            .get()
+            .expect("get"),
+        3
+    );
+    y.unpin_maps().expect("unpin");
+    assert!(!elsewhere.exists());
 }
 
 /// Two `u64` globals, like `Both`'s layout would be if it had no map.
