@@ -28,10 +28,15 @@ use ferrocat_plugin_api::fragment::{Fragment, RelocKind, Relocation, VarDecl};
 const IMAGE_START: u32 = 16;
 /// Bytes of process data per motor.
 const STRIDE: u32 = 12;
-/// Runs per `BPF_PROG_TEST_RUN` measurement.
-const REPEAT: u32 = 200_000;
-/// Times each build + link + load is repeated (the median is printed).
-const ROUNDS: usize = 7;
+/// How much to measure: the full benchmark under `cargo bench`, a quick check of the
+/// same code paths when `cargo test --all-targets` runs this program without `--bench`.
+#[derive(Clone, Copy)]
+struct Effort {
+    /// Times each build + link + load is repeated (the median is printed).
+    rounds: usize,
+    /// Runs per `BPF_PROG_TEST_RUN` measurement.
+    repeat: u32,
+}
 
 fn base(i: usize) -> u32 {
     IMAGE_START + STRIDE * i as u32
@@ -382,10 +387,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Builds, links, loads and runs `n` motors made by `make`.
-fn measure(n: usize, name: &str, make: &dyn Fn(&str) -> Fragment) -> Figures {
+fn measure(n: usize, name: &str, make: &dyn Fn(&str) -> Fragment, effort: Effort) -> Figures {
     let (mut builds, mut links, mut loads) = (Vec::new(), Vec::new(), Vec::new());
     let mut last: Option<(LinkedProgram, Program, Map)> = None;
-    for _ in 0..ROUNDS {
+    for _ in 0..effort.rounds {
         let t = Instant::now();
         let fragments: Vec<Fragment> = (0..n).map(|i| make(&format!("motor{i}"))).collect();
         builds.push(t.elapsed());
@@ -454,7 +459,7 @@ fn measure(n: usize, name: &str, make: &dyn Fn(&str) -> Fragment) -> Figures {
     }
     let run_ns = (0..3)
         .map(|_| {
-            prog.test_run_repeat(&frame, REPEAT)
+            prog.test_run_repeat(&frame, effort.repeat)
                 .unwrap_or_else(|e| panic!("test run: {e}"))
                 .duration_ns
         })
@@ -476,10 +481,22 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is accepted and ignored.
+    let effort = if std::env::args().any(|a| a == "--bench") {
+        Effort {
+            rounds: 7,
+            repeat: 200_000,
+        }
+    } else {
+        Effort {
+            rounds: 1,
+            repeat: 100,
+        }
+    };
     let template = dsl_motor("template");
     let vars = template.vars.clone();
     println!(
-        "seed motor law, one sync-group program (median of {ROUNDS} builds, best of 3 x {REPEAT} runs)"
+        "seed motor law, one sync-group program (median of {} builds, best of 3 x {} runs)",
+        effort.rounds, effort.repeat
     );
     println!(
         "{:>6} {:<5} {:>6} {:>9} {:>8} {:>10} {:>9} {:>10} {:>9}",
@@ -499,7 +516,7 @@ fn main() {
             ("hand", Box::new(|name: &str| hand_motor(name, &vars))),
         ];
         for (code, make) in variants {
-            let f = measure(n, &format!("motors{n}_{code}"), &*make);
+            let f = measure(n, &format!("motors{n}_{code}"), &*make, effort);
             println!(
                 "{:>6} {:<5} {:>6} {:>9.3} {:>8.3} {:>10.3} {:>9.3} {:>10} {:>9}",
                 n,
