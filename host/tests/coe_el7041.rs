@@ -297,6 +297,48 @@ async fn silent_terminal_times_out() {
 }
 
 #[tokio::test]
+async fn terminal_sending_only_emergencies_times_out() {
+    let t = Arc::new(CoeTerminal::el7041(STATION));
+    let coe = client(&t);
+    t.faults(|f| f.babble = true);
+    let err = tokio::time::timeout(Duration::from_secs(10), coe.upload(0x1018, 1))
+        .await
+        .expect("no endless wait while emergencies keep coming")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CoeError::Mailbox(MailboxError::ResponseTimeout {
+                station: STATION,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let ems = coe.take_emergencies();
+    assert!(!ems.is_empty(), "the emergencies are kept for the user");
+    assert!(ems.iter().all(|e| e.error_code == 0xFF00));
+    // Polling for emergencies ends after its wait, however many keep coming.
+    let ems = tokio::time::timeout(
+        Duration::from_secs(10),
+        coe.poll_emergencies(Duration::from_millis(50)),
+    )
+    .await
+    .expect("polling ends")
+    .expect("poll");
+    assert!(!ems.is_empty());
+    // SDO information waits the same way.
+    let err = tokio::time::timeout(Duration::from_secs(10), coe.od_list(OdListType::All))
+        .await
+        .expect("no endless wait for SDO information")
+        .unwrap_err();
+    assert!(
+        matches!(err, CoeError::Mailbox(MailboxError::ResponseTimeout { .. })),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn mailbox_error_reply_is_decoded() {
     use ferrocat::ethercat::mailbox::{MailboxErrorCode, MailboxType};
     let t = Arc::new(CoeTerminal::el7041(STATION));

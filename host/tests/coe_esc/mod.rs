@@ -32,6 +32,9 @@ pub struct Faults {
     pub gone: bool,
     /// The terminal never answers its mailbox (requests are taken but not served).
     pub mute: bool,
+    /// The terminal answers no request but has an emergency in SM1 whenever the master
+    /// looks.
+    pub babble: bool,
 }
 
 struct Inner {
@@ -143,6 +146,17 @@ impl CoeTerminal {
     }
 
     fn refill(g: &mut Inner) {
+        if g.presented.is_none() && g.faults.babble {
+            // Replies are lost inside the terminal; an emergency is always waiting.
+            while g.server.pop_reply().is_some() {}
+            g.server.queue_emergency(ferrocat_sim::coe::Emergency {
+                error_code: 0xFF00,
+                error_register: 0x80,
+                data: [0; 5],
+            });
+            g.presented = g.server.pop_reply();
+            return;
+        }
         if g.presented.is_none() && !g.faults.mute {
             g.presented = g.server.pop_reply();
         }

@@ -135,17 +135,19 @@ impl<T: StationIo> CoeClient<T> {
         q.drain(..).collect()
     }
 
-    /// Reads whatever the terminal has put into its mailbox unasked (emergencies),
-    /// waiting at most `wait`, and returns all queued emergencies.
+    /// Reads whatever the terminal has put into its mailbox unasked (emergencies) for
+    /// `wait` at most, and returns all queued emergencies.
     pub async fn poll_emergencies(&self, wait: Duration) -> Result<Vec<Emergency>, CoeError> {
         let mut s = self.mailbox.session().await;
+        // `wait` in all, also when the terminal keeps its mailbox full.
+        let start = tokio::time::Instant::now();
         loop {
-            match s.receive_within(wait).await {
+            match self.receive_by(&mut s, start, start + wait).await {
                 Ok(msg) => {
                     self.classify(&msg);
                 }
-                Err(MailboxError::ResponseTimeout { .. }) => break,
-                Err(e) => return Err(e.into()),
+                Err(CoeError::Mailbox(MailboxError::ResponseTimeout { .. })) => break,
+                Err(e) => return Err(e),
             }
         }
         Ok(self.take_emergencies())
@@ -202,8 +204,12 @@ impl<T: StationIo> CoeClient<T> {
         s: &mut MailboxSession<'_, T>,
         a: SdoAddress,
     ) -> Result<SdoResponse, CoeError> {
+        // Emergencies and stray messages do not extend the wait: a terminal that sends
+        // nothing but them ends in a response timeout, not an endless loop.
+        let start = tokio::time::Instant::now();
+        let deadline = start + s.response_timeout();
         loop {
-            let msg = s.receive().await?;
+            let msg = self.receive_by(s, start, deadline).await?;
             match self.classify(&msg) {
                 Some(Reply::Sdo(SdoResponse::Abort {
                     index,
@@ -224,6 +230,26 @@ impl<T: StationIo> CoeClient<T> {
                 Some(Reply::Info(_)) | None => continue,
             }
         }
+    }
+
+    /// The next mailbox message, if it comes before `deadline` (the wait began at
+    /// `start`); past the deadline a response timeout, even while the terminal keeps
+    /// sending messages that are not the awaited reply.
+    async fn receive_by(
+        &self,
+        s: &mut MailboxSession<'_, T>,
+        start: tokio::time::Instant,
+        deadline: tokio::time::Instant,
+    ) -> Result<MailboxMessage, CoeError> {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(MailboxError::ResponseTimeout {
+                station: self.station(),
+                waited: now - start,
+            }
+            .into());
+        }
+        Ok(s.receive_within(deadline - now).await?)
     }
 
     fn protocol(&self, a: SdoAddress, detail: impl Into<String>) -> CoeError {
@@ -495,14 +521,20 @@ impl<T: StationIo> CoeClient<T> {
         s.send(MailboxType::Coe, request).await?;
         let mut r = Reassembly::default();
         let station = self.station();
+        // Each fragment must come within the response timeout; other messages in
+        // between (emergencies) do not extend the wait.
+        let mut start = tokio::time::Instant::now();
+        let mut deadline = start + s.response_timeout();
         loop {
-            let msg = s.receive().await?;
+            let msg = self.receive_by(&mut s, start, deadline).await?;
             let Some(reply) = self.classify(&msg) else {
                 continue;
             };
             let Reply::Info(coe) = reply else {
                 continue;
             };
+            start = tokio::time::Instant::now();
+            deadline = start + s.response_timeout();
             let (h, data) = info::parse_info(&coe).map_err(|e| CoeError::InfoProtocol {
                 station,
                 what: what.into(),

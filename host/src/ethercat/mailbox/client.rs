@@ -302,6 +302,11 @@ async fn backoff(polls: &mut u32) {
 }
 
 impl<T: StationIo> MailboxSession<'_, T> {
+    /// How long a reply may take ([`MailboxOptions::response_timeout`]).
+    pub fn response_timeout(&self) -> Duration {
+        self.mailbox.options.response_timeout
+    }
+
     /// Writes one request into SM0, waiting while the terminal has not yet read the
     /// previous one. A write whose reply frame was lost is resent with the same
     /// counter, which the terminal recognises as a repetition.
