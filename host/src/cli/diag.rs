@@ -96,12 +96,7 @@ pub fn decode(position: u16, station: u16, dl_status: u16, c: &[u8]) -> Terminal
 pub async fn run(args: Args, ctx: &mut Context) -> Result<(), CliError> {
     let json = ctx.json();
     let master = ctx.master_without_sii().await?;
-    let targets: Vec<(u16, u16)> = args
-        .select
-        .select(master)?
-        .iter()
-        .map(|t| (t.position, t.station))
-        .collect();
+    let targets = args.select.addresses(master)?;
     let transport = master.transport().clone();
     let mut diags = Vec::new();
     for (position, station) in targets {

@@ -408,6 +408,16 @@ impl TerminalSelector {
         Ok(chosen)
     }
 
+    /// Position and station address of each selected terminal (all when nothing was
+    /// selected), for subcommands that talk to them after borrowing the master ends.
+    pub fn addresses(&self, master: &Master) -> Result<Vec<(u16, u16)>, CliError> {
+        Ok(self
+            .select(master)?
+            .iter()
+            .map(|t| (t.position, t.station))
+            .collect())
+    }
+
     /// Exactly one terminal: the selected one, or an error if none or several match.
     pub fn one<'m>(&self, master: &'m Master) -> Result<&'m Terminal, CliError> {
         let chosen = self.select(master)?;

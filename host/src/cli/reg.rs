@@ -240,12 +240,7 @@ async fn read(args: ReadArgs, ctx: &mut Context) -> Result<(), CliError> {
         return Ok(());
     }
     let master = ctx.master_without_sii().await?;
-    let targets: Vec<(u16, u16)> = args
-        .select
-        .select(master)?
-        .iter()
-        .map(|t| (t.position, t.station))
-        .collect();
+    let targets = args.select.addresses(master)?;
     let transport = master.transport().clone();
     let mut rows = Vec::new();
     // One FPRD per terminal, packed into as few frames as fit.

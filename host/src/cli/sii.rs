@@ -73,12 +73,7 @@ pub async fn run(args: Args, ctx: &mut Context) -> Result<(), CliError> {
     let json = ctx.json();
     let master = ctx.master_without_sii().await?;
     let transport = master.transport().clone();
-    let chosen: Vec<(u16, u16)> = args
-        .select
-        .select(master)?
-        .into_iter()
-        .map(|t| (t.position, t.station))
-        .collect();
+    let chosen = args.select.addresses(master)?;
     let mut failed = None;
     for (position, station) in chosen {
         let label = format!("terminal {position} (0x{station:04x})");

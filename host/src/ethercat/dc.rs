@@ -237,20 +237,7 @@ pub const PORT_ORDER: [u8; 3] = FORWARDING_ORDER;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ethercat::registers::dl_status;
-    use crate::ethercat::topology::attach;
-
-    fn ports(open: &[u8]) -> Ports {
-        let mut s = 0u16;
-        for p in 0..4u8 {
-            if open.contains(&p) {
-                s |= dl_status::link(p) | dl_status::communication(p);
-            } else {
-                s |= dl_status::loop_closed(p);
-            }
-        }
-        Ports { dl_status: s }
-    }
+    use crate::ethercat::topology::{attach, ports};
 
     /// A line of three terminals, 100 ns per link, 20 ns through each terminal.
     #[test]

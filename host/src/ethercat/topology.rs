@@ -96,21 +96,24 @@ pub fn attach(ports: &[Ports]) -> Result<Vec<Option<Attachment>>, TopologyError>
     Ok(out)
 }
 
+/// The DL status of a terminal whose ports `open` have a link and communication and
+/// whose other ports are closed, for unit tests.
+#[cfg(test)]
+pub(crate) fn ports(open: &[u8]) -> Ports {
+    let mut s = 0u16;
+    for p in 0..4u8 {
+        if open.contains(&p) {
+            s |= dl_status::link(p) | dl_status::communication(p);
+        } else {
+            s |= dl_status::loop_closed(p);
+        }
+    }
+    Ports { dl_status: s }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ports(open: &[u8]) -> Ports {
-        let mut s = 0u16;
-        for p in 0..4u8 {
-            if open.contains(&p) {
-                s |= dl_status::link(p) | dl_status::communication(p);
-            } else {
-                s |= dl_status::loop_closed(p);
-            }
-        }
-        Ports { dl_status: s }
-    }
 
     #[test]
     fn a_line_hangs_off_port_1() {

@@ -301,13 +301,7 @@ pub async fn supports_bit_fmmus<T: StationIo + ?Sized>(
 mod tests {
     use super::*;
 
-    fn sii(name: &str) -> SiiImage {
-        let p = format!(
-            "{}/../../shared/testdata/eeprom/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        SiiImage::parse(&std::fs::read(&p).expect("read")).expect("parse")
-    }
+    use crate::ethercat::sii::testdata::sii;
 
     #[test]
     fn el7041_mailbox_sync_managers() {

@@ -334,13 +334,7 @@ pub fn plan(
 mod tests {
     use super::*;
 
-    fn sii(name: &str) -> SiiImage {
-        let p = format!(
-            "{}/../../shared/testdata/eeprom/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        SiiImage::parse(&std::fs::read(&p).expect("read")).expect("parse")
-    }
+    use crate::ethercat::sii::testdata::sii;
 
     #[test]
     fn byte_aligned_by_default() {

@@ -395,13 +395,7 @@ pub async fn write_mapping<T: StationIo>(
 mod tests {
     use super::*;
 
-    fn sii(name: &str) -> SiiImage {
-        let p = format!(
-            "{}/../../shared/testdata/eeprom/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        SiiImage::parse(&std::fs::read(&p).expect("read")).expect("parse")
-    }
+    use crate::ethercat::sii::testdata::sii;
 
     #[test]
     fn mapping_value_round_trip() {

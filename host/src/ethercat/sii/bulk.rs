@@ -10,8 +10,8 @@
 use super::eeprom::{
     EepromError, EepromOptions, REG_EEPROM_CONFIG, REG_EEPROM_CONTROL, control, image_complete_len,
 };
-use crate::ethercat::station_io::{Access, RegisterError, StationIoError, WorkingCounterError};
-use crate::ethercat::transport::{Transport, TransportError};
+use crate::ethercat::station_io::{Access, RegisterError, WorkingCounterError};
+use crate::ethercat::transport::{Transport, TransportError, station_error};
 use crate::ethercat::wire::{Address, Command, DatagramRepr};
 use std::time::Duration;
 
@@ -132,30 +132,10 @@ async fn exchange(
 }
 
 fn fail_all(readers: &mut [Reader], active: &[usize], register: u16, e: TransportError) {
-    let text = e.to_string();
     for &i in active {
         let station = readers[i].station;
-        let source = match &e {
-            TransportError::Timeout {
-                attempts,
-                timeout: each,
-                ..
-            } => StationIoError::Timeout {
-                station,
-                register,
-                timeout: *each * u32::from(*attempts).max(1),
-            },
-            TransportError::Closed => StationIoError::Closed,
-            _ => StationIoError::Transport {
-                station,
-                register,
-                source: text.clone().into(),
-            },
-        };
-        readers[i].fail(EepromError::Register {
-            station,
-            source: RegisterError::Io(source),
-        });
+        let source = RegisterError::Io(station_error(station, register, e.clone()));
+        readers[i].fail(EepromError::Register { station, source });
     }
 }
 

@@ -596,13 +596,7 @@ mod tests {
             .expect("runtime")
     }
 
-    fn testdata(name: &str) -> Vec<u8> {
-        let p = format!(
-            "{}/../../shared/testdata/eeprom/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
-    }
+    use crate::ethercat::sii::testdata::bytes as testdata;
 
     #[test]
     fn reads_el2004_image_with_8_and_4_byte_reads() {
@@ -718,10 +712,7 @@ mod tests {
 
     #[test]
     fn completeness_of_every_test_image_grows_with_its_prefix() {
-        let dir = format!(
-            "{}/../../shared/testdata/eeprom",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let dir = crate::ethercat::sii::testdata::dir();
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).expect("test data") {
             let path = entry.expect("entry").path();

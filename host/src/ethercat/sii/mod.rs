@@ -21,3 +21,28 @@ pub use category::{
 };
 pub use eeprom::{Eeprom, EepromError, EepromOptions, image_complete_len, read_sii};
 pub use image::{SiiError, SiiImage, SiiString, SiiWarning, header_checksum};
+
+/// The EEPROM images of the shared test data, for unit tests.
+#[cfg(test)]
+pub(crate) mod testdata {
+    use super::SiiImage;
+
+    /// Folder of the images: `../shared/testdata/eeprom` next to the project.
+    pub(crate) fn dir() -> String {
+        format!(
+            "{}/../../shared/testdata/eeprom",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    }
+
+    /// The bytes of image file `name` (e.g. `el2004.bin`).
+    pub(crate) fn bytes(name: &str) -> Vec<u8> {
+        let p = format!("{}/{name}", dir());
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+
+    /// Image file `name`, parsed.
+    pub(crate) fn sii(name: &str) -> SiiImage {
+        SiiImage::parse(&bytes(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+}

@@ -331,12 +331,8 @@ pub fn expect_wkc(reply: &DatagramRepr, expected: u16) -> Result<(), TransportEr
     }
 }
 
-fn station_error(
-    station: u16,
-    register: u16,
-    timeout: Duration,
-    e: TransportError,
-) -> StationIoError {
+/// A transport failure of one register access to `station`, as [`StationIo`] reports it.
+pub(crate) fn station_error(station: u16, register: u16, e: TransportError) -> StationIoError {
     match e {
         TransportError::Timeout {
             attempts,
@@ -353,14 +349,11 @@ fn station_error(
             register,
             len: needed,
         },
-        other => {
-            let _ = timeout;
-            StationIoError::Transport {
-                station,
-                register,
-                source: Box::new(other),
-            }
-        }
+        other => StationIoError::Transport {
+            station,
+            register,
+            source: Box::new(other),
+        },
     }
 }
 
@@ -394,7 +387,7 @@ impl StationIo for Transport {
                     vec![0; len],
                 )
                 .await
-                .map_err(|e| station_error(station, register, self.policy.timeout, e))?;
+                .map_err(|e| station_error(station, register, e))?;
             if reply.wkc != 0 {
                 buf.copy_from_slice(&reply.data);
             }
@@ -414,7 +407,7 @@ impl StationIo for Transport {
             let reply = self
                 .datagram(Command::Fpwr, Address::Station { station, register }, data)
                 .await
-                .map_err(|e| station_error(station, register, self.policy.timeout, e))?;
+                .map_err(|e| station_error(station, register, e))?;
             Ok(reply.wkc)
         }
     }
