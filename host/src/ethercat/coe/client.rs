@@ -141,8 +141,12 @@ impl<T: StationIo> CoeClient<T> {
         let mut s = self.mailbox.session().await;
         // `wait` in all, also when the terminal keeps its mailbox full.
         let start = tokio::time::Instant::now();
+        let mut looked = false;
         loop {
-            match self.receive_by(&mut s, start, start + wait).await {
+            match self
+                .receive_by(&mut s, start, start + wait, &mut looked)
+                .await
+            {
                 Ok(msg) => {
                     self.classify(&msg);
                 }
@@ -208,8 +212,9 @@ impl<T: StationIo> CoeClient<T> {
         // nothing but them ends in a response timeout, not an endless loop.
         let start = tokio::time::Instant::now();
         let deadline = start + s.response_timeout();
+        let mut looked = false;
         loop {
-            let msg = self.receive_by(s, start, deadline).await?;
+            let msg = self.receive_by(s, start, deadline, &mut looked).await?;
             match self.classify(&msg) {
                 Some(Reply::Sdo(SdoResponse::Abort {
                     index,
@@ -232,24 +237,29 @@ impl<T: StationIo> CoeClient<T> {
         }
     }
 
-    /// The next mailbox message, if it comes before `deadline` (the wait began at
-    /// `start`); past the deadline a response timeout, even while the terminal keeps
-    /// sending messages that are not the awaited reply.
+    /// The next mailbox message of a wait that began at `start` and ends at `deadline`.
+    /// The mailbox is always looked at once (`looked` is false), so a busy machine that
+    /// is late to the first look still sees a message that is there; after that, past
+    /// the deadline is a response timeout, even while the terminal keeps sending
+    /// messages that are not the awaited reply.
     async fn receive_by(
         &self,
         s: &mut MailboxSession<'_, T>,
         start: tokio::time::Instant,
         deadline: tokio::time::Instant,
+        looked: &mut bool,
     ) -> Result<MailboxMessage, CoeError> {
         let now = tokio::time::Instant::now();
-        if now >= deadline {
+        if *looked && now >= deadline {
             return Err(MailboxError::ResponseTimeout {
                 station: self.station(),
                 waited: now - start,
             }
             .into());
         }
-        Ok(s.receive_within(deadline - now).await?)
+        *looked = true;
+        Ok(s.receive_within(deadline.saturating_duration_since(now))
+            .await?)
     }
 
     fn protocol(&self, a: SdoAddress, detail: impl Into<String>) -> CoeError {
@@ -525,8 +535,11 @@ impl<T: StationIo> CoeClient<T> {
         // between (emergencies) do not extend the wait.
         let mut start = tokio::time::Instant::now();
         let mut deadline = start + s.response_timeout();
+        let mut looked = false;
         loop {
-            let msg = self.receive_by(&mut s, start, deadline).await?;
+            let msg = self
+                .receive_by(&mut s, start, deadline, &mut looked)
+                .await?;
             let Some(reply) = self.classify(&msg) else {
                 continue;
             };
@@ -535,6 +548,7 @@ impl<T: StationIo> CoeClient<T> {
             };
             start = tokio::time::Instant::now();
             deadline = start + s.response_timeout();
+            looked = false;
             let (h, data) = info::parse_info(&coe).map_err(|e| CoeError::InfoProtocol {
                 station,
                 what: what.into(),
