@@ -153,3 +153,79 @@ async fn op_without_outputs_is_refused_with_0x0019() {
     let st = al::status(&t, 0x1006).await.expect("status");
     assert!(!st.error(), "the refusal was acknowledged");
 }
+
+#[tokio::test]
+async fn terminals_silent_during_the_sii_read_are_named_and_the_others_read() {
+    let (link, bus) = sim_link(&REFERENCE);
+    let t = transport_with(
+        link,
+        15,
+        Policy {
+            timeout: Duration::from_millis(500),
+            retries: 1,
+        },
+    );
+    let mut m = Master::scan(t, &ScanOptions { read_sii: false })
+        .await
+        .expect("scan");
+    bus.segment().faults().set_silent_from(Some(4));
+    tokio::time::timeout(Duration::from_secs(30), m.read_sii())
+        .await
+        .expect("the SII read ends");
+    for term in &m.terminals()[..4] {
+        assert!(
+            term.sii.is_some(),
+            "{:#06x}: {:?}",
+            term.station,
+            term.sii_error
+        );
+    }
+    assert_eq!(m.terminals()[3].identity.product_code, 0x0B493052);
+    for term in &m.terminals()[4..] {
+        let e = term
+            .sii_error
+            .as_deref()
+            .expect("silent terminal has an error");
+        assert_eq!(
+            e,
+            format!(
+                "EEPROM interface of terminal {0:#06x}: read of register 0x0500 on terminal {0:#06x}: working counter 0, expected 1",
+                term.station
+            )
+        );
+        assert_eq!(term.identity.product_code, 0);
+    }
+}
+
+#[tokio::test]
+async fn terminal_silent_during_dc_setup_is_named() {
+    let (link, bus) = sim_link(&REFERENCE);
+    let t = transport_with(
+        link,
+        16,
+        Policy {
+            timeout: Duration::from_millis(500),
+            retries: 1,
+        },
+    );
+    let mut m = Master::scan(t, &ScanOptions::default())
+        .await
+        .expect("scan");
+    bus.segment().faults().set_silent_from(Some(5));
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        m.configure_dc(&ferrocat::ethercat::master::DcOptions::default()),
+    )
+    .await
+    .expect("DC setup ends")
+    .expect_err("a silent terminal fails DC setup");
+    let text = err.to_string();
+    // The first silent terminal whose receive times are read is named.
+    assert!(
+        [0x1006, 0x1007].iter().any(|s| text
+            == format!(
+                "reading receive times of {s:#06x}: FPRD station {s:#06x} register 0x0900: working counter 0, expected 1"
+            )),
+        "{text}"
+    );
+}
