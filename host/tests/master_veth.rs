@@ -181,3 +181,47 @@ fn ferrocat_binary_is_quiet_when_stdout_closes_early() {
     );
     assert_eq!(out.status.code(), Some(141), "128 + SIGPIPE, like a C tool");
 }
+
+/// The exit codes of docs/cli.md, from the binary: errors on stderr as one
+/// `ferrocat: ` line, nothing on stdout.
+#[test]
+fn ferrocat_binary_exit_codes_match_the_documentation() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferrocat"))
+            .args(args)
+            .env_remove("FERROCAT_INTERFACE")
+            .output()
+            .expect("ferrocat runs")
+    };
+    let missing = format!("fcnone{}", std::process::id() % 100_000);
+    for (args, code, stderr) in [
+        (
+            vec!["-i", missing.as_str(), "slaves"],
+            66,
+            format!("ferrocat: no network interface named {missing}\n"),
+        ),
+        (
+            vec!["slaves"],
+            64,
+            "ferrocat: no interface given: pass -i IFACE (or set FERROCAT_INTERFACE)\n".into(),
+        ),
+        (
+            vec!["-i", missing.as_str(), "upload", "-p", "0", "0x1018"],
+            64,
+            "ferrocat: no subindex for object 0x1018: give INDEX SUBINDEX or INDEX:SUB\n".into(),
+        ),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), stderr, "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    // A command-line error is clap's message, also exit 64.
+    let out = run(&["slaves", "--bogus"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: unexpected argument '--bogus'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
