@@ -155,6 +155,27 @@ async fn sii_of_a_blank_image_file_is_an_error() {
 }
 
 #[tokio::test]
+async fn sii_of_an_endless_or_missing_file_is_an_error() {
+    // A stream that never ends is refused after 128 KiB, not read until memory runs out.
+    let (_, r) = ferrocat(&["sii", "--file", "/dev/zero"]).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.exit, Exit::DataErr);
+    assert_eq!(
+        e.message,
+        "/dev/zero is larger than an SII EEPROM (131072 bytes at most)"
+    );
+    let missing = format!("{}/no-such-image.bin", env!("CARGO_MANIFEST_DIR"));
+    let (_, r) = ferrocat(&["sii", "--file", &missing]).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.exit, Exit::NoInput);
+    assert!(
+        e.message.starts_with(&format!("cannot read {missing}: ")),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test]
 async fn pdos_from_coe_and_from_the_sii() {
     let bus = SharedBus::reference();
     let (out, r) = bus.run(&["pdos", "-p", "6"]).await;

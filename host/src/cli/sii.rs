@@ -55,15 +55,40 @@ fn eeprom_error(e: EepromError) -> CliError {
     }
 }
 
+/// Largest SII image file read: 128 KiB, the largest EEPROM image in the test data
+/// (`empty-eeprom.bin`, a blank 1 Mbit EEPROM) and far above the few KiB real SIIs hold.
+const MAX_IMAGE_FILE: u64 = 128 * 1024;
+
+/// Reads an image file of at most [`MAX_IMAGE_FILE`] bytes; a longer file or a stream
+/// that does not end (`/dev/zero`) is an error, not an endless read.
+fn read_image_file(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| {
+        CliError::new(
+            Exit::NoInput,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_IMAGE_FILE + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_IMAGE_FILE {
+        return Err(CliError::new(
+            Exit::DataErr,
+            format!(
+                "{} is larger than an SII EEPROM ({MAX_IMAGE_FILE} bytes at most)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Run `ferrocat sii`.
 pub async fn run(args: Args, ctx: &mut Context) -> Result<(), CliError> {
     if let Some(path) = &args.file {
-        let bytes = std::fs::read(path).map_err(|e| {
-            CliError::new(
-                Exit::NoInput,
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
+        let bytes = read_image_file(path)?;
         let label = path.display().to_string();
         return show(ctx, &label, None, &bytes, args.raw);
     }
