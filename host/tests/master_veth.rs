@@ -216,11 +216,12 @@ fn ferrocat_binary_exit_codes_match_the_documentation() {
         assert_eq!(String::from_utf8_lossy(&out.stderr), stderr, "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
-    // A command-line error is clap's message, also exit 64.
+    // A command-line error is clap's message with the same prefix, also exit 64.
     let out = run(&["slaves", "--bogus"]);
     assert_eq!(out.status.code(), Some(64));
     assert!(
-        String::from_utf8_lossy(&out.stderr).starts_with("error: unexpected argument '--bogus'"),
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("ferrocat: unexpected argument '--bogus' found\n"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

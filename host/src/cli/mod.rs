@@ -534,8 +534,8 @@ where
 
 /// Parse `args` and run the subcommand, writing its output to `out`; the error carries
 /// the exit code and the message `ferrocat` prints. `--help` and `--version` print to
-/// stdout and succeed; a command-line error is printed by clap and returned with an
-/// empty message and exit code 64.
+/// stdout and succeed; a command-line error is printed as clap words it, prefixed
+/// `ferrocat: `, and returned with an empty message and exit code 64.
 pub async fn execute<I, S>(
     args: I,
     out: Box<dyn Write + Send>,
@@ -547,13 +547,17 @@ where
 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // clap's message with ferrocat's prefix instead of its `error: `.
+            let text = e.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            eprint!("ferrocat: {text}");
+            return Err(CliError::new(Exit::Usage, ""));
+        }
         Err(e) => {
+            // --help and --version, to stdout.
             let _ = e.print();
-            return if e.use_stderr() {
-                Err(CliError::new(Exit::Usage, ""))
-            } else {
-                Ok(())
-            };
+            return Ok(());
         }
     };
     init_logging(cli.global.verbose);
