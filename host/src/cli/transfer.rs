@@ -372,5 +372,10 @@ mod tests {
         let a = download_args(&["-p", "6", "0x8010", "1", "-5", "-t", "i16"]);
         assert_eq!(a.rest, ["1", "-5"]);
         assert_eq!(a.ty.as_deref(), Some("i16"));
+        let a = download_args(&["-p", "6", "-t", "string", "0x2100:0", "--", "-abc"]);
+        assert_eq!(
+            (a.object.as_str(), a.rest.as_slice()),
+            ("0x2100:0", &["-abc".to_string()][..])
+        );
     }
 }
