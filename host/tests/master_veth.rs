@@ -226,3 +226,21 @@ fn ferrocat_binary_exit_codes_match_the_documentation() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn ferrocat_binary_survives_a_closed_stderr() {
+    let missing = format!("fcnone{}", std::process::id() % 100_000);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrocat"))
+        .args(["-i", &missing, "slaves"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ferrocat runs");
+    // Whoever read stderr has gone before the error is printed.
+    drop(child.stderr.take());
+    let status = child.wait().expect("ferrocat ends");
+    assert_eq!(
+        status.code(),
+        Some(66),
+        "the documented code, not a panic (101)"
+    );
+}

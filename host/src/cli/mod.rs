@@ -525,7 +525,7 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if !e.message.is_empty() {
-                eprintln!("ferrocat: {e}");
+                print_error(&format!("ferrocat: {e}\n"));
             }
             ExitCode::from(e.exit as u8)
         }
@@ -551,7 +551,7 @@ where
             // clap's message with ferrocat's prefix instead of its `error: `.
             let text = e.render().to_string();
             let text = text.strip_prefix("error: ").unwrap_or(&text);
-            eprint!("ferrocat: {text}");
+            print_error(&format!("ferrocat: {text}"));
             return Err(CliError::new(Exit::Usage, ""));
         }
         Err(e) => {
@@ -576,6 +576,12 @@ where
     };
     let _ = ctx.out().flush();
     result
+}
+
+/// Writes `text` to stderr. Unlike `eprint!` it does not panic when stderr is a closed
+/// pipe (`ferrocat ... 2>&1 | head -1`): there is nobody left to tell.
+pub fn print_error(text: &str) {
+    let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
 /// Log to stderr at a level chosen by `-v` (or `RUST_LOG`); a no-op when a subscriber is

@@ -311,7 +311,7 @@ pub async fn download(args: DownloadArgs, ctx: &mut Context) -> Result<(), CliEr
 /// Prints emergencies that arrived during a command on stderr.
 pub fn report_emergencies(_ctx: &mut Context, coe: &CoeClient<Transport>) -> Result<(), CliError> {
     for e in coe.take_emergencies() {
-        eprintln!("ferrocat: {e}");
+        super::print_error(&format!("ferrocat: {e}\n"));
     }
     Ok(())
 }
