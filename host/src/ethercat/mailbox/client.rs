@@ -403,6 +403,14 @@ impl<T: StationIo> MailboxSession<'_, T> {
                             "mailbox reply lost, requesting a repeat"
                         );
                         self.repeat().await?;
+                        // Replies lost again and again must not outlast the timeout.
+                        let waited = start.elapsed();
+                        if waited >= timeout {
+                            return Err(MailboxError::ResponseTimeout {
+                                station: mb.station,
+                                waited,
+                            });
+                        }
                         continue;
                     }
                     Err(e) => return Err(mb.reg_err(e)),
