@@ -263,6 +263,27 @@ async fn replies_lost_every_time_end_in_an_error() {
 }
 
 #[tokio::test]
+async fn requests_lost_every_time_end_in_an_error() {
+    let t = Arc::new(CoeTerminal::el7041(STATION));
+    let coe = client(&t);
+    t.faults(|f| f.lose_requests_before = u32::MAX);
+    let err = tokio::time::timeout(Duration::from_secs(10), coe.upload(0x1018, 1))
+        .await
+        .expect("no endless resending")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CoeError::Mailbox(MailboxError::WriteTimeout {
+                station: STATION,
+                ..
+            })
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn lost_requests_are_resent_once() {
     let t = Arc::new(CoeTerminal::el7041(STATION));
     let coe = client(&t);

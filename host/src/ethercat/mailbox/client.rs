@@ -343,8 +343,8 @@ impl<T: StationIo> MailboxSession<'_, T> {
                     }
                     // Not written, or already read by the terminal: the resend carries
                     // the same counter, which marks it as a repetition (ETG.1000.4 §5.6.2.4).
+                    // Writes lost again and again end at the write timeout below.
                     tracing::debug!(station = mb.station, "mailbox write lost, resending");
-                    continue;
                 }
                 Err(e) => return Err(mb.reg_err(e)),
             }
