@@ -283,6 +283,51 @@ async fn requests_lost_every_time_end_in_an_error() {
     );
 }
 
+/// A mailbox frame (ETG.1000.4 table 29: length, address, channel, type CoE = 3 with
+/// counter 1) carrying an SDO response (CoE service 3) of `sdo` bytes.
+fn sdo_response_frame(sdo: &[u8]) -> Vec<u8> {
+    let mut coe = vec![0x00, 0x30];
+    coe.extend_from_slice(sdo);
+    let mut f = (coe.len() as u16).to_le_bytes().to_vec();
+    f.extend_from_slice(&[0, 0, 0, 0x13]);
+    f.extend_from_slice(&coe);
+    f
+}
+
+#[tokio::test]
+async fn hostile_upload_replies_end_in_errors() {
+    let t = Arc::new(CoeTerminal::el7041(STATION));
+    let coe = client(&t);
+    // Normal upload announcing 4 GiB - 1: refused before any segment is asked for.
+    let announce = |total: u32| {
+        let mut sdo = vec![0x41, 0x18, 0x10, 0x01];
+        sdo.extend_from_slice(&total.to_le_bytes());
+        sdo_response_frame(&sdo)
+    };
+    t.faults(|f| f.script = [announce(u32::MAX)].into());
+    let err = coe.upload(0x1018, 1).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "SDO 0x1018:01 on terminal {STATION:#06x}: the terminal announces 4294967295 bytes, more than the 16777216 an upload may hold"
+        )
+    );
+    // 100 bytes announced, then an empty segment that is not the last: it would go on
+    // for ever.
+    let empty_segment = sdo_response_frame(&[0x0E, 0, 0, 0, 0, 0, 0, 0]);
+    t.faults(|f| f.script = [announce(100), empty_segment].into());
+    let err = tokio::time::timeout(Duration::from_secs(10), coe.upload(0x1018, 1))
+        .await
+        .expect("no endless upload")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "SDO 0x1018:01 on terminal {STATION:#06x}: an empty upload segment that is not the last"
+        )
+    );
+}
+
 #[tokio::test]
 async fn lost_requests_are_resent_once() {
     let t = Arc::new(CoeTerminal::el7041(STATION));

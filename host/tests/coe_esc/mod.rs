@@ -35,6 +35,9 @@ pub struct Faults {
     /// The terminal answers no request but has an emergency in SM1 whenever the master
     /// looks.
     pub babble: bool,
+    /// Mailbox frames (header included) sent in place of the terminal's own replies,
+    /// one per request, for replies no honest terminal gives.
+    pub script: std::collections::VecDeque<Vec<u8>>,
 }
 
 struct Inner {
@@ -155,6 +158,12 @@ impl CoeTerminal {
                 data: [0; 5],
             });
             g.presented = g.server.pop_reply();
+            return;
+        }
+        if g.presented.is_none() && !g.faults.script.is_empty() {
+            if g.server.pop_reply().is_some() {
+                g.presented = g.faults.script.pop_front();
+            }
             return;
         }
         if g.presented.is_none() && !g.faults.mute {

@@ -94,6 +94,8 @@ impl AbortCode {
     pub const TIMEOUT: AbortCode = AbortCode(0x0504_0000);
     /// Command specifier not valid or unknown.
     pub const INVALID_COMMAND: AbortCode = AbortCode(0x0504_0001);
+    /// Out of memory.
+    pub const OUT_OF_MEMORY: AbortCode = AbortCode(0x0504_0005);
     /// The object does not exist.
     pub const NO_OBJECT: AbortCode = AbortCode(0x0602_0000);
     /// Length of service parameter does not match.

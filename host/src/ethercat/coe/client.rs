@@ -102,6 +102,10 @@ enum Reply {
     Malformed(DecodeError),
 }
 
+/// Largest SDO upload accepted, whatever size the terminal announces (ETG.1000.6 allows
+/// up to 2³² − 1 bytes; the largest objects of real terminals are a few KiB).
+pub const MAX_UPLOAD: usize = 16 * 1024 * 1024;
+
 impl<T: StationIo> CoeClient<T> {
     /// A CoE client over a terminal's mailbox.
     pub fn new(mailbox: Mailbox<T>) -> Self {
@@ -318,8 +322,16 @@ impl<T: StationIo> CoeClient<T> {
                 mut data,
             } => {
                 self.check_echo(a, index, subindex)?;
-                data.truncate(total as usize);
-                (total as usize, data)
+                let total = usize::try_from(total).unwrap_or(usize::MAX);
+                if total > MAX_UPLOAD {
+                    self.abort(&mut s, a, AbortCode::OUT_OF_MEMORY).await;
+                    return Err(self.protocol(
+                        a,
+                        format!("the terminal announces {total} bytes, more than the {MAX_UPLOAD} an upload may hold"),
+                    ));
+                }
+                data.truncate(total);
+                (total, data)
             }
             other => {
                 self.abort(&mut s, a, AbortCode::INVALID_COMMAND).await;
@@ -345,6 +357,13 @@ impl<T: StationIo> CoeClient<T> {
                             a,
                             format!("upload segment toggle {t} where {toggle} was expected"),
                         ));
+                    }
+                    if seg.is_empty() && !last {
+                        // It would never end: every segment but the last carries data.
+                        self.abort(&mut s, a, AbortCode::INVALID_COMMAND).await;
+                        return Err(
+                            self.protocol(a, "an empty upload segment that is not the last")
+                        );
                     }
                     data.extend_from_slice(&seg);
                     if last {
