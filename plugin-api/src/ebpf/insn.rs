@@ -686,7 +686,9 @@ impl Insn {
                 off,
                 src,
             } => out.push(match src {
-                Src::Reg(s) => RawInsn::new(CLASS_STX | MODE_MEM | size.code(), r(dst), r(s), off, 0),
+                Src::Reg(s) => {
+                    RawInsn::new(CLASS_STX | MODE_MEM | size.code(), r(dst), r(s), off, 0)
+                }
                 Src::Imm(i) => RawInsn::new(CLASS_ST | MODE_MEM | size.code(), r(dst), 0, off, i),
             }),
             Insn::Atomic {
@@ -1096,7 +1098,10 @@ mod tests {
             dst: Reg::R3,
             imm: 0xffff_ffff,
         });
-        roundtrip(Insn::LdMapFd { dst: Reg::R1, fd: 9 });
+        roundtrip(Insn::LdMapFd {
+            dst: Reg::R1,
+            fd: 9,
+        });
         roundtrip(Insn::LdMapValue {
             dst: Reg::R8,
             fd: 9,
