@@ -17,7 +17,10 @@ use ferrocat::ethercat::transport::core::{Policy, Transactions};
 use ferrocat::ethercat::transport::identity_for_pid;
 use ferrocat::ethercat::wire::{Address, Command, DatagramRepr, Frame, FrameRepr};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod fuzz_support;
+use fuzz_support::{Rng, budget, run_oracle, save_crash, seed_from_env};
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/frame")
@@ -107,39 +110,6 @@ fn check(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn run_oracle(bytes: &[u8]) -> Result<(), String> {
-    match std::panic::catch_unwind(|| check(bytes)) {
-        Ok(r) => r,
-        Err(p) => Err(format!(
-            "panic: {}",
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        )),
-    }
-}
-
-/// xorshift64*: small, deterministic, good enough for choosing mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
-
-/// Offsets of the datagram headers, walking the chain as far as it goes.
 fn datagram_offsets(b: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut at = 16;
@@ -248,28 +218,10 @@ fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
     b
 }
 
-fn hash(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
-        (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
 #[test]
 fn fuzz_frame_codec_for_a_bounded_time() {
-    let secs: f64 = std::env::var("FERROCAT_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
-    let seed: u64 = std::env::var("FERROCAT_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
-        | 1;
+    let budget = budget();
+    let seed = seed_from_env();
     let mut seeds = capture_frames();
     assert!(
         seeds.len() > 100,
@@ -280,7 +232,7 @@ fn fuzz_frame_codec_for_a_bounded_time() {
     let mut pool: Vec<Vec<u8>> = seeds.clone();
     let mut classes = std::collections::HashSet::new();
     let mut rng = Rng(seed);
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let deadline = Instant::now() + budget;
     let mut runs = 0u64;
     let mut valid = 0u64;
     while Instant::now() < deadline {
@@ -289,10 +241,8 @@ fn fuzz_frame_codec_for_a_bounded_time() {
             let o = &pool[rng.below(pool.len())];
             let input = mutate(&mut rng, a, o);
             runs += 1;
-            if let Err(why) = run_oracle(&input) {
-                let path = corpus_dir().join(format!("crash-{:016x}.bin", hash(&input)));
-                let _ = std::fs::create_dir_all(corpus_dir());
-                let _ = std::fs::write(&path, &input);
+            if let Err(why) = run_oracle(check, &input) {
+                let path = save_crash(&corpus_dir(), &input);
                 panic!(
                     "seed {seed}: {why}; input saved to {} (replay: FERROCAT_FUZZ_SEED={seed})",
                     path.display()
@@ -311,7 +261,7 @@ fn fuzz_frame_codec_for_a_bounded_time() {
         }
     }
     println!(
-        "fuzzed {runs} inputs in {secs} s (seed {seed}): {valid} valid frames, {} outcome classes",
+        "fuzzed {runs} inputs in {budget:?} (seed {seed}): {valid} valid frames, {} outcome classes",
         classes.len()
     );
     assert!(runs > 1000, "the fuzzer ran");
@@ -330,14 +280,14 @@ fn corpus_and_captures_replay_cleanly() {
         "host/fuzz/corpus/frame holds the regression corpus"
     );
     for (path, bytes) in &files {
-        if let Err(why) = run_oracle(bytes) {
+        if let Err(why) = run_oracle(check, bytes) {
             panic!("{}: {why}", path.display());
         }
     }
     let frames = capture_frames();
     let mut ok = 0;
     for f in &frames {
-        run_oracle(f).unwrap_or_else(|why| panic!("capture frame: {why}"));
+        run_oracle(check, f).unwrap_or_else(|why| panic!("capture frame: {why}"));
         match Frame::new_checked(&f[..]) {
             Ok(_) => ok += 1,
             Err(e) => println!(

@@ -19,7 +19,10 @@ use ferrocat::cli::sii::print_decoded;
 use ferrocat::ethercat::pdo::{PdoLayout, TerminalInput, mailbox_sync_managers, plan};
 use ferrocat::ethercat::sii::SiiImage;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod fuzz_support;
+use fuzz_support::{Rng, budget, run_oracle, save_crash, seed_from_env};
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/sii")
@@ -121,38 +124,6 @@ fn check(bytes: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn run_oracle(bytes: &[u8]) -> Result<(), String> {
-    match std::panic::catch_unwind(|| check(bytes)) {
-        Ok(r) => r,
-        Err(p) => Err(format!(
-            "panic: {}",
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        )),
-    }
-}
-
-/// xorshift64*: small and deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
 }
 
 /// (word offset, type, size) of the category headers, walking as far as plausible.
@@ -287,38 +258,6 @@ fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
     b
 }
 
-fn seed_from_env() -> u64 {
-    std::env::var("FERROCAT_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        })
-}
-
-fn budget() -> Duration {
-    let secs: f64 = std::env::var("FERROCAT_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
-    Duration::from_secs_f64(secs)
-}
-
-fn save_crash(bytes: &[u8]) -> PathBuf {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &x in bytes {
-        h = (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3);
-    }
-    let dir = corpus_dir();
-    let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join(format!("crash-{h:016x}.bin"));
-    let _ = std::fs::write(&path, bytes);
-    path
-}
-
 #[test]
 fn fuzz_sii_parser() {
     let seed = seed_from_env();
@@ -334,8 +273,8 @@ fn fuzz_sii_parser() {
         let a = &pool[rng.below(pool.len())];
         let b = &pool[rng.below(pool.len())];
         let input = mutate(&mut rng, a, b);
-        if let Err(why) = run_oracle(&input) {
-            let path = save_crash(&input);
+        if let Err(why) = run_oracle(check, &input) {
+            let path = save_crash(&corpus_dir(), &input);
             panic!(
                 "SII parser oracle broken ({why}) by {} (seed {seed})",
                 path.display()
@@ -362,7 +301,7 @@ fn fuzz_sii_parser() {
 fn corpus_and_images_replay_cleanly() {
     let mut n = 0;
     for (path, bytes) in files(&eeprom_dir()).into_iter().chain(files(&corpus_dir())) {
-        if let Err(why) = run_oracle(&bytes) {
+        if let Err(why) = run_oracle(check, &bytes) {
             panic!("{}: {why}", path.display());
         }
         n += 1;
