@@ -6,38 +6,13 @@
 use ferrocat::bpf::map::{Map, MapSpec};
 use ferrocat::bpf::prog::{LoadError, LoadOptions, Program, xdp_action};
 use ferrocat::link::*;
-use ferrocat_plugin_api::ebpf::insn::{AluOp, AtomicOp, Insn, JmpCond, Reg, Size, Src};
+use ferrocat_plugin_api::ebpf::insn::{AluOp, AtomicOp, Insn, JmpCond, Size, Src};
 use ferrocat_plugin_api::fragment::{
-    Fragment, RelocKind, Relocation, ScalarType, VarDecl, VarKind, VarType, helper,
+    Fragment, RelocKind, ScalarType, VarDecl, VarKind, VarType, helper,
 };
 
-fn frag(name: &str, vars: Vec<VarDecl>, items: &[(Insn, &[RelocKind])]) -> Fragment {
-    let mut insns = Vec::new();
-    let mut relocs = Vec::new();
-    for (insn, kinds) in items {
-        for k in *kinds {
-            relocs.push(Relocation {
-                insn: insns.len() as u32,
-                kind: k.clone(),
-            });
-        }
-        insn.encode(&mut insns);
-    }
-    Fragment {
-        name: name.into(),
-        uses_cycle_time: false,
-        sets_verdict: false,
-        frame_size: 0,
-        fixed_packet_len: 0,
-        vars,
-        insns,
-        relocs,
-    }
-}
-
-fn r(n: u8) -> Reg {
-    Reg::new(n).expect("register")
-}
+mod link_support;
+use link_support::{frag, ld, r, st};
 
 fn var(kind: VarKind, name: &str, scalar: ScalarType) -> VarDecl {
     VarDecl {
@@ -60,25 +35,6 @@ fn alu(wide: bool, op: AluOp, dst: u8, src: Src) -> Insn {
         op,
         dst: r(dst),
         src,
-    }
-}
-
-fn ld(size: Size, dst: u8, base: u8, off: i16) -> Insn {
-    Insn::Load {
-        size,
-        signed: false,
-        dst: r(dst),
-        src: r(base),
-        off,
-    }
-}
-
-fn st(size: Size, base: u8, off: i16, src: u8) -> Insn {
-    Insn::Store {
-        size,
-        dst: r(base),
-        off,
-        src: Src::Reg(r(src)),
     }
 }
 

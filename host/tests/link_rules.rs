@@ -9,33 +9,8 @@ use ferrocat_plugin_api::fragment::{
 };
 
 /// A fragment from instructions, each with the relocations of its first slot.
-fn frag(name: &str, vars: Vec<VarDecl>, items: &[(Insn, &[RelocKind])]) -> Fragment {
-    let mut insns = Vec::new();
-    let mut relocs = Vec::new();
-    for (insn, kinds) in items {
-        for k in *kinds {
-            relocs.push(Relocation {
-                insn: insns.len() as u32,
-                kind: k.clone(),
-            });
-        }
-        insn.encode(&mut insns);
-    }
-    Fragment {
-        name: name.into(),
-        uses_cycle_time: false,
-        sets_verdict: false,
-        frame_size: 0,
-        fixed_packet_len: 0,
-        vars,
-        insns,
-        relocs,
-    }
-}
-
-fn r(n: u8) -> Reg {
-    Reg::new(n).expect("register")
-}
+mod link_support;
+use link_support::{frag, ld, r, st};
 
 fn terminal(link: &str, name: &str, scalar: ScalarType) -> VarDecl {
     VarDecl {
@@ -90,25 +65,6 @@ fn alu(op: AluOp, dst: u8, imm: i32) -> Insn {
         op,
         dst: r(dst),
         src: Src::Imm(imm),
-    }
-}
-
-fn ld(size: Size, dst: u8, base: u8, off: i16) -> Insn {
-    Insn::Load {
-        size,
-        signed: false,
-        dst: r(dst),
-        src: r(base),
-        off,
-    }
-}
-
-fn st(size: Size, base: u8, off: i16, src: u8) -> Insn {
-    Insn::Store {
-        size,
-        dst: r(base),
-        off,
-        src: Src::Reg(r(src)),
     }
 }
 
