@@ -5,4 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The XDP example tests run the example programs as separate processes (a permanent
+# program must outlive the process that attached it); `cargo test` builds examples
+# only under hashed names, so build them at their plain paths first.
+cargo build --workspace --examples
 cargo test --workspace --all-targets "$@"

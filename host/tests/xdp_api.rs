@@ -127,7 +127,7 @@ fn example(name: &str) -> PathBuf {
     let bin = dir.join("examples").join(name);
     assert!(
         bin.exists(),
-        "{} missing: run through `cargo test -p ferrocat` (it builds the examples)",
+        "{} missing: build the examples first (`cargo build -p ferrocat --examples`; scripts/test.sh does)",
         bin.display()
     );
     bin

@@ -183,7 +183,7 @@ fn permanent_binary() -> PathBuf {
     let bin = dir.join("examples").join("xdp_permanent");
     assert!(
         bin.exists(),
-        "{} missing: run through `cargo test -p ferrocat` (it builds the examples)",
+        "{} missing: build the examples first (`cargo build -p ferrocat --examples`; scripts/test.sh does)",
         bin.display()
     );
     bin
