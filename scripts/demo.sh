@@ -22,7 +22,7 @@ step "start a simulated bus of seven terminals on interface $name" \
 step "scan it" "$bin/ferrocat" -i "$name" slaves
 step "bring every terminal to OP" "$bin/ferrocat" -i "$name" states op
 step "identity of the stepper terminal over CoE (0x1018:02 product code)" \
-    "$bin/ferrocat" -i "$name" upload -p 6 0x1018 2 --type u32
+    "$bin/ferrocat" -i "$name" upload -p 6 0x1018:02 --type u32
 step "its process-data layout" "$bin/ferrocat" -i "$name" pdos -p 6
 step "error counters and links of the first terminals" \
     "$bin/ferrocat" -i "$name" diag -p 0
