@@ -14,7 +14,7 @@ use ferrocat::link::{
     GroupDevice, GroupLink, LinkedProgram, StandaloneLink, TerminalLayout, VariableAddress,
     VariableBlock, link_group, link_standalone, standalone_variable_block, variable_block,
 };
-use ferrocat_plugin_api::fragment::{Fragment, ScalarType, VarDecl, VarKind};
+use ferrocat_plugin_api::fragment::{Fragment, VarDecl, VarKind};
 
 /// `XDP_PASS`, the verdict when the frame is too short.
 pub const XDP_PASS: i32 = 2;
@@ -46,11 +46,6 @@ pub struct Loaded {
     pub insns: usize,
 }
 
-/// Width in bits of a packet type.
-fn bits_of(t: ScalarType) -> u32 {
-    t.packet_bits()
-}
-
 /// Links `frag` with ferrocat's linker and loads it: terminal variables at `terms` (by
 /// `"link.name"`), optional links in `connected` connected, the others left unconnected
 /// (the linker removes their regions). Foreign variables (`"link.name"`) live in a
@@ -73,7 +68,7 @@ pub fn load(frag: &Fragment, terms: &[(&str, TermAt)], connected: &[&str]) -> Lo
                 let addr = VariableAddress {
                     byte_offset: at.byte,
                     bit_offset: at.bit,
-                    bit_len: bits_of(v.ty.scalar),
+                    bit_len: v.ty.scalar.packet_bits(),
                 };
                 let layout = layouts
                     .remove(link)
