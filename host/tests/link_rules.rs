@@ -187,6 +187,107 @@ fn every_relocation_kind_is_resolved() {
     assert_eq!(p.source_of(0), Some((PROLOGUE_NAME, None)));
 }
 
+/// Terminal links and foreign variables reached through device-link paths: a follower
+/// reads its leader's stepper (`leader.stepper`) and a variable of its leader's leader
+/// (`leader.leader`); an optional region on the leader's unconnected link is removed.
+#[test]
+fn links_through_device_links_resolve_in_the_other_device() {
+    let root = frag("root", vec![device("x", ScalarType::I64)], &[]);
+    let leader = frag("leader", vec![device("encoder", ScalarType::I32)], &[]);
+    let follower = frag(
+        "follower",
+        vec![
+            terminal("leader.stepper", "velocity", ScalarType::I16),
+            foreign("leader.leader", "x", ScalarType::I64),
+            terminal("stepper", "velocity", ScalarType::I16),
+            optional("leader.switches", "low", ScalarType::Bool),
+        ],
+        &[
+            (ld(Size::H, 1, 9, 0), &[RelocKind::TerminalByte(0)]),
+            (ld(Size::DW, 2, 8, 0), &[RelocKind::DeviceVar(1)]),
+            (
+                ld(Size::B, 4, 9, 0),
+                &[
+                    RelocKind::TerminalByte(3),
+                    RelocKind::Optional {
+                        link: "leader.switches".into(),
+                        len: 1,
+                    },
+                ],
+            ),
+            (ld(Size::H, 3, 9, 0), &[RelocKind::TerminalByte(2)]),
+        ],
+    );
+    let other_stepper =
+        TerminalLayout::new("EL7031 at 1002").with("velocity", VariableAddress::bytes(40, 16));
+    let group = GroupLink::new(
+        vec![
+            GroupDevice::new("root", root),
+            GroupDevice::new("leader", leader)
+                .terminal("stepper", other_stepper)
+                .device_link("leader", "root"),
+            GroupDevice::new("follower", follower)
+                .terminal("stepper", stepper())
+                .device_link("leader", "leader"),
+        ],
+        3,
+    );
+    let p = link_group(&group).unwrap_or_else(|e| panic!("{e}"));
+    let f = region(&p, "follower");
+    assert_eq!(
+        f,
+        [
+            ld(Size::H, 1, 9, 40),
+            ld(Size::DW, 2, 8, 0),
+            ld(Size::H, 3, 9, 20)
+        ]
+    );
+    assert_eq!(p.min_len, 42);
+
+    // The same follower, its leader's leader not linked, and a path through a link it
+    // does not have: each error names the link as far as it was followed.
+    let mut group = group;
+    group.devices[1].device_links.clear();
+    group.devices[2]
+        .device_links
+        .insert("elsewhere".into(), "other-group-device".into());
+    group.devices[2].fragment.vars[2] = terminal("nolink.stepper", "velocity", ScalarType::I16);
+    group.devices[2]
+        .fragment
+        .vars
+        .push(terminal("elsewhere.stepper", "velocity", ScalarType::I16));
+    let errs: Vec<LinkErrorKind> = errors_of(link_group(&group))
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    use LinkErrorKind as K;
+    assert_eq!(
+        errs,
+        [
+            K::DeviceLinkNotConnected {
+                link: "leader.leader".into(),
+                var: "x".into()
+            },
+            K::DeviceLinkNotConnected {
+                link: "nolink".into(),
+                var: "velocity".into()
+            },
+            K::ForeignDeviceNotInGroup {
+                link: "elsewhere".into(),
+                device: "other-group-device".into()
+            },
+        ]
+    );
+
+    // A configuration may not name a link with a dot: it would shadow a path.
+    group.devices[2] = group.devices[2]
+        .clone()
+        .terminal("leader.stepper", stepper());
+    let errs = errors_of(link_group(&group));
+    assert_eq!(errs[0].kind, K::DottedLinkName("leader.stepper".into()));
+    assert_eq!(errs[0].fragment, "follower");
+}
+
 #[test]
 fn prologue_and_epilogue_are_as_the_abi_shows() {
     let f = Fragment {

@@ -517,7 +517,6 @@ fn sixty_four_motors_half_following_link_load_and_compute() {
             )
             .terminal("stepper", stepper(j))
             .terminal("switches", switches(j))
-            .terminal("leader_stepper", stepper(i))
             .device_link("leader", format!("leader{i}")),
         );
     }

@@ -27,15 +27,24 @@ struct HandMotor<'b> {
 }
 
 fn hand_declare(b: &Builder, all: bool) -> HandMotor<'_> {
-    let t = |n, ty| b.terminal("stepper", n, ty);
+    hand_declare_as(b, None, all)
+}
+
+/// The motor's variables as this device's own (`leader` = `None`) or as another device
+/// linked as `leader` sees them: terminal links through the device link, device
+/// variables foreign.
+fn hand_declare_as<'b>(b: &'b Builder, leader: Option<&str>, all: bool) -> HandMotor<'b> {
+    let link = |l: &str| leader.map_or(l.to_string(), |d| format!("{d}.{l}"));
+    let (stepper, switches) = (link("stepper"), link("switches"));
+    let t = |n, ty| b.terminal(&stepper, n, ty);
     let velocity = t("velocity", I16);
     let encoder = t("encoder", I32);
     let enabled = t("enabled", Bool);
     let control_word = t("control_word", U16);
     let reduced_current = all.then(|| t("reduced_current", Bool));
     let encoder_error = all.then(|| t("encoder_error", Bool));
-    let low = all.then(|| b.terminal("switches", "low_switch", Bool));
-    let high = all.then(|| b.terminal("switches", "high_switch", Bool));
+    let low = all.then(|| b.terminal(&switches, "low_switch", Bool));
+    let high = all.then(|| b.terminal(&switches, "high_switch", Bool));
     let mut v = vec![velocity, encoder, enabled, control_word];
     for (n, ty) in [
         ("set_control_word", U16),
@@ -48,7 +57,10 @@ fn hand_declare(b: &Builder, all: bool) -> HandMotor<'_> {
         ("proportional", I64),
         ("lasttime", U64),
     ] {
-        v.push(b.device(n, ty));
+        v.push(match leader {
+            None => b.device(n, ty),
+            Some(d) => b.foreign(d, n, ty),
+        });
     }
     HandMotor {
         v,
@@ -168,12 +180,11 @@ fn follower_dsl_equals_hand_written_builder_calls() {
     let d = dsl_follower();
     let b = Builder::new("follower");
     let m = hand_declare(&b, true);
+    let leader = hand_declare_as(&b, Some("leader"), true);
     let follow_offset = b.device("follow_offset", I64);
     let do_follow = b.device("do_follow", U8);
-    let leader_encoder = b.terminal("leader_stepper", "encoder", I32);
-    let leader_velocity = b.terminal("leader_stepper", "velocity", I16);
-    let leader_enabled = b.terminal("leader_stepper", "enabled", Bool);
-    let leader_cw = b.foreign("leader", "set_control_word", U16);
+    let [leader_velocity, leader_encoder, leader_enabled] = [0, 1, 2].map(|i| leader.v[i]);
+    let leader_cw = leader.v[4];
     let (target, encoder, set_cw) = (m.v[10], m.v[1], m.v[4]);
     let half = (0.5f64 * 65536.0) as i64;
     b.if_(do_follow.ne(0), |b| {
@@ -206,4 +217,47 @@ fn follower_dsl_equals_hand_written_builder_calls() {
         .find(|v| matches!(&v.kind, VarKind::Foreign { link } if link == "leader"))
         .expect("the leader's control word is a foreign variable");
     assert_eq!(foreign.name, "set_control_word");
+    let through = |name: &str, link: &str| {
+        d.vars.iter().any(|v| {
+            v.name == name && matches!(&v.kind, VarKind::Terminal { link: l, .. } if l == link)
+        })
+    };
+    assert!(
+        through("encoder", "leader.stepper"),
+        "the leader's encoder, via the leader"
+    );
+    assert!(through("encoder", "stepper"), "the follower's own encoder");
+    assert!(through("low_switch", "leader.switches"));
+}
+
+#[test]
+fn a_linked_devices_options_are_asked_for_with_their_path() {
+    let b = Builder::new("follower");
+    let asked = std::cell::RefCell::new(Vec::new());
+    let f = Follower::declare(&b, &|n| {
+        asked.borrow_mut().push(n.to_string());
+        !n.starts_with("leader.")
+    });
+    f.program(&b);
+    let d = b.finish().expect("the follower builds");
+    let asked = asked.into_inner();
+    assert!(asked.contains(&"low_switch".to_string()), "{asked:?}");
+    assert!(
+        asked.contains(&"leader.low_switch".to_string()),
+        "{asked:?}"
+    );
+    let links: Vec<&str> = d
+        .vars
+        .iter()
+        .filter(|v| v.name == "low_switch")
+        .filter_map(|v| match &v.kind {
+            VarKind::Terminal { link, .. } => Some(link.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        links,
+        ["switches"],
+        "only the follower's own switch is declared"
+    );
 }

@@ -165,6 +165,10 @@ pub enum LinkErrorKind {
         /// Bit position in the first byte.
         bit_offset: u8,
     },
+    /// The configuration names a terminal or device link with a `.` in it, which the
+    /// fragment ABI reserves for paths through device links.
+    #[error("link name {0:?} contains '.', which separates the steps of a link path")]
+    DottedLinkName(String),
     /// A device link is not connected.
     #[error("device link {link:?} (variable {var:?}) is not connected")]
     DeviceLinkNotConnected {

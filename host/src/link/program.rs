@@ -4,11 +4,11 @@
 use super::block::{BlockIndex, VariableBlock};
 use super::error::{LinkError, LinkErrorKind, LinkErrors};
 use super::input::{GroupDevice, GroupLink, StandaloneLink, XDP_PASS};
-use super::resolve::{Env, Resolved, jump_offset, resolve, set_jump_offset};
+use super::resolve::{Env, Links, Resolved, jump_offset, resolve, set_jump_offset};
 use ferrocat_plugin_api::ebpf::disasm;
 use ferrocat_plugin_api::ebpf::insn::{AluOp, Insn, JmpCond, RawInsn, Reg, Size, Src, encode};
 use ferrocat_plugin_api::fragment::{CTX_SLOT, CYCLE_TIME_SLOT, Fragment, PROLOGUE_STACK, helper};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 /// Name of the source-map region of the linker's prologue.
@@ -302,6 +302,16 @@ pub fn standalone_variable_block(fragment: &Fragment) -> Result<VariableBlock, L
 /// program needs. Every problem of every fragment is reported.
 pub fn link_group(group: &GroupLink) -> Result<LinkedProgram, LinkErrors> {
     let mut errors = duplicate_names(group.devices.iter().map(|d| d.name.as_str()));
+    for d in &group.devices {
+        let links = d.terminals.keys().chain(d.device_links.keys());
+        for link in links.filter(|l| l.contains('.')) {
+            errors.push(LinkError {
+                fragment: d.fragment.name.clone(),
+                slot: None,
+                kind: LinkErrorKind::DottedLinkName(link.clone()),
+            });
+        }
+    }
     let block = match variable_block(&group.devices) {
         Ok(b) => b,
         Err(LinkErrors(e)) => {
@@ -309,15 +319,18 @@ pub fn link_group(group: &GroupLink) -> Result<LinkedProgram, LinkErrors> {
             VariableBlock::default()
         }
     };
-    let names: Vec<&str> = group.devices.iter().map(|d| d.name.as_str()).collect();
+    let members: BTreeMap<&str, Links<'_>> = group
+        .devices
+        .iter()
+        .map(|d| (d.name.as_str(), Links::of(d)))
+        .collect();
     let index = BlockIndex::new(&block);
     let mut resolved = Vec::new();
     for d in &group.devices {
         let env = Env {
             device: &d.name,
-            terminals: &d.terminals,
-            device_links: &d.device_links,
-            group: &names,
+            links: Links::of(d),
+            group: &members,
             block: &index,
             allowed_helpers: Some(&helper::ALLOWED),
             map_fds: &[],
@@ -393,11 +406,14 @@ pub fn link_standalone(program: &StandaloneLink) -> Result<LinkedProgram, LinkEr
     };
     let no_links = Default::default();
     let index = BlockIndex::new(&block);
-    let env = Env {
-        device: "",
+    let links = Links {
         terminals: &program.terminals,
         device_links: &no_links,
-        group: &[""],
+    };
+    let env = Env {
+        device: "",
+        links,
+        group: &BTreeMap::from([("", links)]),
         block: &index,
         allowed_helpers: program.allowed_helpers.as_deref(),
         map_fds: &program.map_fds,

@@ -4,7 +4,7 @@
 
 use super::block::{BlockIndex, type_name};
 use super::error::{LinkError, LinkErrorKind};
-use super::input::{TerminalLayout, VariableAddress};
+use super::input::{GroupDevice, TerminalLayout, VariableAddress};
 use ferrocat_plugin_api::ebpf::insn::{AluOp, AtomicOp, Insn, RawInsn, Reg, Src};
 use ferrocat_plugin_api::fragment::encoding::instruction_starts;
 use ferrocat_plugin_api::fragment::{
@@ -15,16 +15,23 @@ use std::collections::BTreeMap;
 /// `BPF_FUNC_tail_call` (include/uapi/linux/bpf.h).
 const HELPER_TAIL_CALL: i32 = 12;
 
-/// The program a fragment is linked into, as far as resolution needs it.
-pub(crate) struct Env<'a> {
-    /// The device the fragment belongs to.
-    pub device: &'a str,
+/// The links of one device of a program.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Links<'a> {
     /// Its connected terminal links.
     pub terminals: &'a BTreeMap<String, TerminalLayout>,
     /// Its device links.
     pub device_links: &'a BTreeMap<String, String>,
-    /// Names of every device of the program.
-    pub group: &'a [&'a str],
+}
+
+/// The program a fragment is linked into, as far as resolution needs it.
+pub(crate) struct Env<'a> {
+    /// The device the fragment belongs to.
+    pub device: &'a str,
+    /// Its links.
+    pub links: Links<'a>,
+    /// Every device of the program, by name, with its links.
+    pub group: &'a BTreeMap<&'a str, Links<'a>>,
     /// The program's variable block, indexed.
     pub block: &'a BlockIndex<'a>,
     /// Helpers allowed; `None`: any.
@@ -58,6 +65,55 @@ pub(crate) struct Resolved {
     /// Whether the last instruction is `r0 = verdict` (an exit at the very end whose
     /// `goto` the builder left out).
     pub trailing_verdict: bool,
+}
+
+impl<'a> Links<'a> {
+    /// The links of a group's device.
+    pub fn of(d: &'a GroupDevice) -> Links<'a> {
+        Links {
+            terminals: &d.terminals,
+            device_links: &d.device_links,
+        }
+    }
+}
+
+impl<'a> Env<'a> {
+    /// Follows the device links `path` (`"leader"`, `"leader.leader"`) from this
+    /// device: the device reached and its links. `var` names the variable that needs
+    /// the path, for the error.
+    fn follow(&self, path: &str, var: &str) -> Result<(&'a str, Links<'a>), LinkErrorKind> {
+        let (mut device, mut links) = (self.device, self.links);
+        let mut walked = 0;
+        for step in path.split('.') {
+            walked += step.len() + usize::from(walked > 0);
+            let link = &path[..walked];
+            let Some(other) = links.device_links.get(step) else {
+                return Err(LinkErrorKind::DeviceLinkNotConnected {
+                    link: link.to_string(),
+                    var: var.to_string(),
+                });
+            };
+            let Some((name, l)) = self.group.get_key_value(other.as_str()) else {
+                return Err(LinkErrorKind::ForeignDeviceNotInGroup {
+                    link: link.to_string(),
+                    device: other.clone(),
+                });
+            };
+            (device, links) = (name, *l);
+        }
+        Ok((device, links))
+    }
+
+    /// The terminal connected to terminal link `link` — this device's, or, for a path
+    /// `"leader.stepper"`, the terminal link `stepper` of the device that device link
+    /// `leader` names. `Ok(None)`: the link is not connected.
+    fn terminal(&self, link: &str, var: &str) -> Result<Option<&'a TerminalLayout>, LinkErrorKind> {
+        let (links, last) = match link.rsplit_once('.') {
+            Some((path, last)) => (self.follow(path, var)?.1, last),
+            None => (self.links, link),
+        };
+        Ok(links.terminals.get(last))
+    }
 }
 
 /// How a declared variable resolved.
@@ -345,7 +401,7 @@ pub(crate) fn resolve(
     }
     let mut removed = vec![false; len];
     for &(s, e, link) in &regions {
-        if !env.terminals.contains_key(link) {
+        if !matches!(env.terminal(link, ""), Ok(Some(_))) {
             removed[s..e].iter_mut().for_each(|r| *r = true);
         }
     }
@@ -357,7 +413,14 @@ pub(crate) fn resolve(
         .iter()
         .map(|decl| match &decl.kind {
             VarKind::Terminal { link, optional } => {
-                let Some(terminal) = env.terminals.get(link) else {
+                let terminal = match env.terminal(link, &decl.name) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        err(None, e);
+                        return VarRes::Failed;
+                    }
+                };
+                let Some(terminal) = terminal else {
                     if *optional {
                         return VarRes::Unavailable;
                     }
@@ -426,32 +489,19 @@ pub(crate) fn resolve(
                     err(None, LinkErrorKind::ForeignInStandalone(decl.name.clone()));
                     return VarRes::Failed;
                 }
-                let Some(other) = env.device_links.get(link) else {
-                    err(
-                        None,
-                        LinkErrorKind::DeviceLinkNotConnected {
-                            link: link.clone(),
-                            var: decl.name.clone(),
-                        },
-                    );
-                    return VarRes::Failed;
+                let other = match env.follow(link, &decl.name) {
+                    Ok((other, _)) => other,
+                    Err(e) => {
+                        err(None, e);
+                        return VarRes::Failed;
+                    }
                 };
-                if !env.group.contains(&other.as_str()) {
-                    err(
-                        None,
-                        LinkErrorKind::ForeignDeviceNotInGroup {
-                            link: link.clone(),
-                            device: other.clone(),
-                        },
-                    );
-                    return VarRes::Failed;
-                }
                 let Some(p) = env.block.get(other, &decl.name) else {
                     err(
                         None,
                         LinkErrorKind::UnknownForeignVariable {
                             link: link.clone(),
-                            device: other.clone(),
+                            device: other.to_string(),
                             var: decl.name.clone(),
                         },
                     );
@@ -461,7 +511,7 @@ pub(crate) fn resolve(
                     err(
                         None,
                         LinkErrorKind::DeviceVarTypeMismatch {
-                            device: other.clone(),
+                            device: other.to_string(),
                             var: decl.name.clone(),
                             actual: type_name(p.ty),
                             declared: type_name(decl.ty),

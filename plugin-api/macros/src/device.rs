@@ -12,10 +12,24 @@
 //!         leader_word: foreign("leader", "set_control_word", U16),
 //!         scratch: local(I64),                         // b.local(I64)
 //!         inner: Other<'b>,                            // Other::declare(b, present)
+//!         leader: linked(Motor),                       // another Motor, through device link "leader"
 //!         gain: f64,                                   // Default::default(), set by the caller
 //!     }
 //! }
 //! ```
+//!
+//! `pub struct Follower: Motor { .. }` makes `Motor` the base device (the seed's
+//! `class FollowerDevice(MotorDevice)`): a field `base: Motor<'b>` declaring the same
+//! device's variables, and `Deref<Target = Motor<'b>>`, so `self.target` is the base's.
+//!
+//! A `linked(T)` field is device `T` as this device sees it through the device link
+//! named like the field: its terminal variables are reached through the link (terminal
+//! link `"leader.stepper"`), its device variables are foreign variables. Every device
+//! gets `declare_via(b, via, present)`, which declares its variables as seen through the
+//! device-link path `via` (`declare` is `declare_via(b, "", present)`); a linked
+//! device's `present` is asked with the path (`"leader.reduced_current"`).
+//!
+//! One `device!` may define several devices, one after the other.
 //!
 //! The struct gets the builder lifetime `'b`, and fields without a visibility of their
 //! own that of the struct; variable fields become `Var<'b>` (or
@@ -47,6 +61,7 @@ struct DeviceDef {
     attrs: Vec<Attribute>,
     vis: Visibility,
     name: Ident,
+    base: Option<Type>,
     fields: Vec<FieldDef>,
 }
 
@@ -61,7 +76,16 @@ enum FieldSpec {
     Var { kind: Ident, args: Vec<Expr> },
     OptionalVar { kind: Ident, args: Vec<Expr> },
     Nested(Type),
+    Linked(Type),
     Plain(Type),
+}
+
+/// `T` with the builder lifetime: `Motor` becomes `Motor<'b>`; `Motor<'b>` stays.
+fn with_builder_lifetime(ty: Type) -> Type {
+    if mentions_builder_lifetime(&ty) {
+        return ty;
+    }
+    syn::parse_quote!(#ty<'b>)
 }
 
 fn is_kind(input: ParseStream<'_>) -> bool {
@@ -112,7 +136,21 @@ impl Parse for FieldDef {
         let vis: Visibility = input.parse()?;
         let name: Ident = input.parse()?;
         input.parse::<Token![:]>()?;
-        let spec = if is_kind(input) {
+        let spec = if input.peek(Ident) && input.peek2(syn::token::Paren) && {
+            let fork = input.fork();
+            fork.parse::<Ident>().is_ok_and(|i| i == "linked")
+        } {
+            input.parse::<Ident>()?;
+            let content;
+            syn::parenthesized!(content in input);
+            let ty: Type = content.parse()?;
+            if !content.is_empty() {
+                return Err(
+                    content.error("device!: `linked` takes one device type: `linked(Motor)`")
+                );
+            }
+            FieldSpec::Linked(with_builder_lifetime(ty))
+        } else if is_kind(input) {
             let (kind, args) = parse_var(input)?;
             FieldSpec::Var { kind, args }
         } else if input.peek(Ident) && input.peek2(Token![<]) && {
@@ -132,7 +170,7 @@ impl Parse for FieldDef {
                 &kind,
                 format!(
                     "device!: unknown declaration `{kind}(..)`: expected terminal, \
-                     optional_terminal, device, foreign or local"
+                     optional_terminal, device, foreign, local or linked"
                 ),
             ));
         } else {
@@ -163,13 +201,25 @@ impl Parse for DeviceDef {
                 "device!: write the struct without generics; it gets the builder lifetime 'b",
             ));
         }
+        let base = if input.parse::<Option<Token![:]>>()?.is_some() {
+            Some(with_builder_lifetime(input.parse()?))
+        } else {
+            None
+        };
         let content;
         syn::braced!(content in input);
         let fields = Punctuated::<FieldDef, Token![,]>::parse_terminated(&content)?;
+        if let Some(f) = fields.iter().find(|f| f.name == "base" && base.is_some()) {
+            return Err(syn::Error::new_spanned(
+                &f.name,
+                "device!: a device with a base device has a field `base` already",
+            ));
+        }
         Ok(DeviceDef {
             attrs,
             vis,
             name,
+            base,
             fields: fields.into_iter().collect(),
         })
     }
@@ -177,9 +227,22 @@ impl Parse for DeviceDef {
 
 /// Expands `device!`; errors become `compile_error!`.
 pub fn expand(input: TokenStream) -> TokenStream {
-    match syn::parse2::<DeviceDef>(input) {
-        Ok(def) => expand_def(&def),
+    match syn::parse2::<Devices>(input) {
+        Ok(Devices(defs)) => defs.iter().map(expand_def).collect(),
         Err(e) => e.to_compile_error(),
+    }
+}
+
+/// One or more device definitions in one `device!`.
+struct Devices(Vec<DeviceDef>);
+
+impl Parse for Devices {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut defs = vec![input.parse::<DeviceDef>()?];
+        while !input.is_empty() {
+            defs.push(input.parse()?);
+        }
+        Ok(Devices(defs))
     }
 }
 
@@ -226,6 +289,16 @@ fn declaration(field: &Ident, kind: &Ident, args: &[Expr]) -> TokenStream {
             out.push(a.to_token_stream());
         }
     }
+    // Declarations go through the device-link path `via`: the device's own variables
+    // when `via` is empty, another device's through a link otherwise.
+    if kind == "device" {
+        return quote!(b.device_via(via, #(#out),*));
+    }
+    if kind != "local" {
+        let bp = quote!(::ferrocat_plugin_api::ebpf::builder);
+        let link = out[0].clone();
+        out[0] = quote!(&#bp::link_path(via, #link));
+    }
     quote!(b.#kind(#(#out),*))
 }
 
@@ -245,11 +318,29 @@ fn expand_def(def: &DeviceDef) -> TokenStream {
         attrs,
         vis,
         name,
+        base,
         fields,
     } = def;
     let bp = quote!(::ferrocat_plugin_api::ebpf::builder);
     let mut decls = Vec::new();
     let mut inits = Vec::new();
+    let mut deref = TokenStream::new();
+    if let Some(base) = base {
+        let doc = format!(
+            "The base device `{}`: the same device's variables, reached through `Deref`.",
+            base.to_token_stream().to_string().replace(' ', "")
+        );
+        decls.push(quote!(#[doc = #doc] #vis base: #base));
+        inits.push(quote!(base: <#base>::declare_via(b, via, present)));
+        deref = quote! {
+            impl<'b> ::core::ops::Deref for #name<'b> {
+                type Target = #base;
+                fn deref(&self) -> &#base {
+                    &self.base
+                }
+            }
+        };
+    }
     for f in fields {
         let FieldDef {
             attrs: fattrs,
@@ -278,9 +369,21 @@ fn expand_def(def: &DeviceDef) -> TokenStream {
             }
             FieldSpec::Nested(ty) => (
                 ty.to_token_stream(),
-                quote!(<#ty>::declare(b, present)),
+                quote!(<#ty>::declare_via(b, via, present)),
                 format!("The nested device `{fname}`."),
             ),
+            FieldSpec::Linked(ty) => {
+                let lit = LitStr::new(&fname.to_string(), fname.span());
+                (
+                    ty.to_token_stream(),
+                    quote!(<#ty>::declare_via(
+                        b,
+                        &#bp::link_path(via, #lit),
+                        &|n: &str| present(&#bp::link_path(#lit, n)),
+                    )),
+                    format!("The device linked as `{fname}`, seen through that device link."),
+                )
+            }
             FieldSpec::Plain(ty) => (
                 ty.to_token_stream(),
                 quote!(::core::default::Default::default()),
@@ -312,12 +415,25 @@ fn expand_def(def: &DeviceDef) -> TokenStream {
             /// Declares every variable of this device in `b`. An `Option` variable is
             /// declared only if `present(field name)` says the terminal provides it.
             #vis fn declare(b: &'b #bp::Builder, present: &dyn Fn(&str) -> bool) -> Self {
-                let _ = present;
+                Self::declare_via(b, "", present)
+            }
+
+            /// Declares every variable of this device as another device sees it through
+            /// the device-link path `via` (`""`: this device itself): terminal variables
+            /// through the link, device variables as foreign variables.
+            #vis fn declare_via(
+                b: &'b #bp::Builder,
+                via: &str,
+                present: &dyn Fn(&str) -> bool,
+            ) -> Self {
+                let _ = (via, present);
                 #name {
                     #(#inits,)*
                 }
             }
         }
+
+        #deref
     }
 }
 
@@ -349,25 +465,25 @@ mod tests {
         };
         expect(quote!(pub struct Motor<'b>));
         expect(
-            quote!(velocity: b.terminal("stepper", "velocity", ::ferrocat_plugin_api::fragment::ScalarType::I16)),
+            quote!(velocity: b.terminal(&::ferrocat_plugin_api::ebpf::builder::link_path(via, "stepper"), "velocity", ::ferrocat_plugin_api::fragment::ScalarType::I16)),
         );
         expect(
-            quote!(encoder: b.terminal("stepper", "enc", ::ferrocat_plugin_api::fragment::ScalarType::I32)),
+            quote!(encoder: b.terminal(&::ferrocat_plugin_api::ebpf::builder::link_path(via, "stepper"), "enc", ::ferrocat_plugin_api::fragment::ScalarType::I32)),
         );
         expect(
-            quote!(rc: if present("rc") { ::core::option::Option::Some(b.terminal("stepper", "rc", ::ferrocat_plugin_api::fragment::ScalarType::Bool)) } else { ::core::option::Option::None }),
+            quote!(rc: if present("rc") { ::core::option::Option::Some(b.terminal(&::ferrocat_plugin_api::ebpf::builder::link_path(via, "stepper"), "rc", ::ferrocat_plugin_api::fragment::ScalarType::Bool)) } else { ::core::option::Option::None }),
         );
         expect(
-            quote!(target: b.device("target", ::ferrocat_plugin_api::fragment::ScalarType::I64)),
+            quote!(target: b.device_via(via, "target", ::ferrocat_plugin_api::fragment::ScalarType::I64)),
         );
         expect(
-            quote!(field: b.terminal("x", "field", ::ferrocat_plugin_api::fragment::ScalarType::Bits(3))),
+            quote!(field: b.terminal(&::ferrocat_plugin_api::ebpf::builder::link_path(via, "x"), "field", ::ferrocat_plugin_api::fragment::ScalarType::Bits(3))),
         );
         expect(
-            quote!(word: b.foreign("leader", "set_control_word", ::ferrocat_plugin_api::fragment::ScalarType::U16)),
+            quote!(word: b.foreign(&::ferrocat_plugin_api::ebpf::builder::link_path(via, "leader"), "set_control_word", ::ferrocat_plugin_api::fragment::ScalarType::U16)),
         );
         expect(quote!(s: b.local(::ferrocat_plugin_api::fragment::ScalarType::U64)));
-        expect(quote!(inner: <Other<'b> >::declare(b, present)));
+        expect(quote!(inner: <Other<'b> >::declare_via(b, via, present)));
         expect(quote!(gain: ::core::default::Default::default()));
         expect(quote!(pub target: ::ferrocat_plugin_api::ebpf::builder::Var<'b>));
         assert!(
@@ -376,6 +492,73 @@ mod tests {
         );
         expect(quote!(rc: ::core::option::Option<::ferrocat_plugin_api::ebpf::builder::Var<'b>>));
         expect(quote!(#[doc = "Variable `velocity`, declared as `terminal(\"stepper\", I16)`."]));
+    }
+
+    #[test]
+    fn a_base_device_is_a_field_and_the_deref_target() {
+        let out = expand(quote! {
+            pub struct Follower: Motor {
+                leader: linked(Motor),
+                lag: i64,
+            }
+        })
+        .to_string();
+        let expect = |s: TokenStream| {
+            let s = s.to_string();
+            assert!(out.contains(&s), "missing `{s}` in `{out}`");
+        };
+        expect(quote!(pub base: Motor<'b>));
+        expect(quote!(base: <Motor<'b> >::declare_via(b, via, present)));
+        assert!(
+            out.contains(&quote!(impl<'b> ::core::ops::Deref for Follower<'b>).to_string())
+                && out.contains(
+                    &quote!(
+                        type Target = Motor<'b>;
+                    )
+                    .to_string()
+                ),
+            "{out}"
+        );
+        expect(quote!(pub leader: Motor<'b>));
+        expect(quote!(leader: <Motor<'b> >::declare_via(
+            b,
+            &::ferrocat_plugin_api::ebpf::builder::link_path(via, "leader"),
+            &|n: &str| present(&::ferrocat_plugin_api::ebpf::builder::link_path("leader", n)),
+        )));
+        expect(quote!(Self::declare_via(b, "", present)));
+    }
+
+    #[test]
+    fn several_devices_in_one_macro() {
+        let out = expand(quote! {
+            pub struct A { x: device(I64) }
+            /// B.
+            struct B: A { y: device(U8) }
+        })
+        .to_string();
+        assert!(out.contains(&quote!(pub struct A<'b>).to_string()), "{out}");
+        assert!(out.contains(&quote!(struct B<'b>).to_string()), "{out}");
+        assert!(
+            out.contains(
+                &quote!(
+                    type Target = A<'b>;
+                )
+                .to_string()
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_field_named_base_next_to_a_base_device_is_refused() {
+        let out = expand(quote! { struct F: Motor { base: device(I64) } }).to_string();
+        assert!(out.contains("has a field `base` already"), "{out}");
+    }
+
+    #[test]
+    fn linked_takes_one_type() {
+        let out = expand(quote! { struct F { l: linked(Motor, 3) } }).to_string();
+        assert!(out.contains("`linked` takes one device type"), "{out}");
     }
 
     #[test]

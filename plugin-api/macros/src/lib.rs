@@ -31,8 +31,10 @@ pub fn ebpf(input: TokenStream) -> TokenStream {
     lower::lower(input.into()).into()
 }
 
-/// Declares a device's variables once, like the seed's class attributes: the struct of
-/// `Var<'b>` handles and its `declare(b, present)` constructor.
+/// Declares devices' variables once, like the seed's class attributes: for each
+/// `struct`, the struct of `Var<'b>` handles and its `declare(b, present)` constructor.
+/// `struct Follower: Motor` derives a device from a base device, and `linked(Motor)`
+/// declares another device reached through a device link.
 ///
 /// ```ignore
 /// device! {

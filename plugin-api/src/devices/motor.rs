@@ -32,6 +32,16 @@ device! {
         proportional: device(I64),
         lasttime: device(U64),
     }
+
+    /// The seed's `FollowerDevice`: a motor that follows a leader motor's position.
+    pub struct Follower: Motor {
+        leader: linked(Motor),
+        follow_offset: device(I64),
+        do_follow: device(U8),
+        follow_factor: f64,
+        motors_factor: f64,
+        follow_lag: i64,
+    }
 }
 
 impl<'b> Motor<'b> {
@@ -51,9 +61,7 @@ impl<'b> Motor<'b> {
                 if (self.target - self.encoder).abs() > self.deadband {
                     reduced_current = false;
                     self.deadband_exceeded = 1;
-                } else {
-                    reduced_current = true;
-                }
+                } else { reduced_current = true; }
             }
             let speed = self.target - self.encoder;
             calculate_speed(speed);
@@ -73,45 +81,26 @@ impl<'b> Motor<'b> {
     }
 }
 
-device! {
-    /// The seed's `FollowerDevice`: a motor that follows a leader motor's position
-    /// (through the leader's stepper terminal and the leader device's variables).
-    pub struct Follower {
-        motor: Motor<'b>,
-        follow_offset: device(I64),
-        do_follow: device(U8),
-        leader_encoder: terminal("leader_stepper", "encoder", I32),
-        leader_velocity: terminal("leader_stepper", "velocity", I16),
-        leader_enabled: terminal("leader_stepper", "enabled", Bool),
-        leader_control_word: foreign("leader", "set_control_word", U16),
-        follow_factor: f64,
-        motors_factor: f64,
-        follow_lag: i64,
-    }
-}
-
 impl<'b> Follower<'b> {
     /// The seed's override: the motor's speed plus the leader's, scaled.
-    pub fn calculate_speed(&self, b: &'b Builder, speed: Var<'b>) {
-        self.motor.calculate_speed(speed);
-        let factor = (self.motors_factor * self.follow_factor * 65536.0) as i64;
-        ebpf! { b => if self.do_follow != 0 && self.leader_enabled {
-            speed += (factor * self.leader_velocity) >> 16;
+    pub fn calculate_speed(&self, speed: Var<'b>) {
+        self.base.calculate_speed(speed);
+        ebpf! { if self.do_follow != 0 && self.leader.enabled {
+            speed += self.leader.velocity.scale(self.motors_factor * self.follow_factor);
         } }
     }
 
     /// The seed's `program`: track the leader, switch both off on too large a lag, then
     /// run the motor's law with the follower's `calculate_speed`.
     pub fn program(&self, b: &'b Builder) {
-        let (m, factor) = (&self.motor, (self.follow_factor * 65536.0) as i64);
-        ebpf! { b => if self.do_follow != 0 {
-            m.target = ((self.leader_encoder * factor) >> 16) + self.follow_offset;
-            if (m.target - m.encoder).abs() > self.follow_lag {
-                m.set_control_word = SWITCH_OFF;
+        ebpf! { if self.do_follow != 0 {
+            self.target = self.leader.encoder.scale(self.follow_factor) + self.follow_offset;
+            if (self.target - self.encoder).abs() > self.follow_lag {
+                self.set_control_word = SWITCH_OFF;
                 self.do_follow = 0;
-                self.leader_control_word = SWITCH_OFF;
+                self.leader.set_control_word = SWITCH_OFF;
             }
         } }
-        m.program(b, |speed| self.calculate_speed(b, speed));
+        self.base.program(b, |speed| self.calculate_speed(speed));
     }
 }

@@ -341,6 +341,25 @@ impl<'b> IntoCond<'b> for Var<'b> {
     }
 }
 
+/// `x` as a Q16 fixed-point constant (`x * 2^16`, truncated toward zero like the seed's
+/// `int(x * (1 << 16))`, saturating at the `i64` range): multiply a run-time value by it
+/// and shift right by 16 to scale by `x` in integer arithmetic.
+pub fn q16(x: f64) -> i64 {
+    (x * 65536.0) as i64
+}
+
+/// Joins a device-link path and a link name: `link_path("", "stepper")` is `"stepper"`,
+/// `link_path("leader", "stepper")` is `"leader.stepper"` — the terminal link `stepper`
+/// of the device that device link `leader` names (the linker follows the path; see the
+/// fragment ABI's *Variables*).
+pub fn link_path(via: &str, link: &str) -> String {
+    if via.is_empty() {
+        link.to_string()
+    } else {
+        format!("{via}.{link}")
+    }
+}
+
 /// Runs `then` if `cond` holds; the builder is reached through the condition (for the
 /// `ebpf!` DSL). Chain `else_if`/`else_` on the result.
 #[track_caller]
@@ -661,6 +680,26 @@ impl Builder {
             ty.into(),
             Location::caller(),
         )
+    }
+
+    // --------------------------------------- declarations through a device link
+
+    /// Device variable `name` of the device reached through the device-link path `via`:
+    /// this device's own ([`Builder::device`]) if `via` is empty, otherwise a foreign
+    /// variable through `via` ([`Builder::foreign`]). `device!` declares device
+    /// variables with it; terminal and foreign variables through a path are declared
+    /// with their link joined to it ([`link_path`]).
+    #[track_caller]
+    pub fn device_via(&self, via: &str, name: &str, ty: impl Into<VarType>) -> Var<'_> {
+        let (ty, at) = (ty.into(), Location::caller());
+        if via.is_empty() {
+            self.device_var(VarKind::Device, name.to_string(), name, ty, at)
+        } else {
+            let kind = VarKind::Foreign {
+                link: via.to_string(),
+            };
+            self.device_var(kind, format!("{via}.{name}"), name, ty, at)
+        }
     }
 
     /// A whole-byte packet field at a fixed offset from the packet start (generic XDP).
@@ -1397,6 +1436,13 @@ impl<'b> Expr<'b> {
     pub fn clamp(self, lo: impl IntoExpr<'b>, hi: impl IntoExpr<'b>) -> Expr<'b> {
         self.max(lo).min(hi)
     }
+    /// `self` scaled by the generation-time real `factor` in Q16 fixed point:
+    /// `(self * q16(factor)) >> 16` (see [`q16`]; the shift is arithmetic for a signed
+    /// `self`, and the product is computed in 64 bits, so `|self * factor|` must stay
+    /// below 2^47).
+    pub fn scale(self, factor: f64) -> Expr<'b> {
+        (self * q16(factor)) >> 16
+    }
     /// `self > o`.
     pub fn gt(self, o: impl IntoExpr<'b>) -> Cond<'b> {
         self.cmp(Rel::Gt, o)
@@ -1474,6 +1520,10 @@ impl<'b> Var<'b> {
     /// `self` limited to `lo..=hi`.
     pub fn clamp(self, lo: impl IntoExpr<'b>, hi: impl IntoExpr<'b>) -> Expr<'b> {
         self.get().clamp(lo, hi)
+    }
+    /// `self` scaled by `factor` in Q16 fixed point ([`Expr::scale`]).
+    pub fn scale(self, factor: f64) -> Expr<'b> {
+        self.get().scale(factor)
     }
     /// `self > o`.
     pub fn gt(self, o: impl IntoExpr<'b>) -> Cond<'b> {
