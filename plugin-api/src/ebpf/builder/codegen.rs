@@ -83,6 +83,8 @@ pub(crate) struct Local {
     pub(crate) declared: &'static Location<'static>,
     pub(crate) store: LocalStore,
     pub(crate) alive: bool,
+    /// How many writes to it were generated (on any path).
+    pub(crate) writes: u32,
 }
 
 /// The result of compiling an expression.
@@ -1395,6 +1397,7 @@ impl Inner {
             if !self.check_alive(id) {
                 return;
             }
+            self.locals[id as usize].writes += 1;
             match self.locals[id as usize].store {
                 LocalStore::Reg(r) => self.assign_reg_local(id, r, e),
                 LocalStore::Stack(s) => {
@@ -1736,6 +1739,7 @@ impl Inner {
 
     /// Stores temporary `t` into local `id` (which is assigned from now on) and frees it.
     pub(crate) fn temp_into_local(&mut self, t: u32, id: u32) {
+        self.locals[id as usize].writes += 1;
         let r = self.ensure_reg(t);
         match self.locals[id as usize].store {
             LocalStore::Reg(lr) => {

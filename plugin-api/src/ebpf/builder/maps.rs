@@ -19,6 +19,7 @@
 //!   found:]
 //!   if r0 == 0 goto skip
 //!   body on a copy of the value, written back through the pointer at the end
+//!   (only if the body assigns the copy somewhere)
 //! skip:
 //! ```
 //!
@@ -230,11 +231,10 @@ fn value_ok(b: &Builder, map: MapRef, what: &'static str, at: &'static Location<
 impl Builder {
     /// Runs `f` with the value stored under `key` in `map`, if there is one
     /// (`bpf_map_lookup_elem`; for arrays, every index below `max_entries`). `f` gets a
-    /// copy of the value as a local; whatever it holds when `f` ends is written back
-    /// (not atomically: for counters shared between CPUs use a per-CPU map or
-    /// [`Builder::map_add`]). The write-back happens even if `f` only reads the value,
-    /// so on a map other CPUs update, a read-only `f` can undo their updates made in
-    /// between; end such a body with an `exit`, which skips the write-back.
+    /// copy of the value as a local; if `f` assigns it anywhere, whatever it holds when
+    /// `f` ends is written back (not atomically: for counters shared between CPUs use a
+    /// per-CPU map or [`Builder::map_add`]). A body that only reads the value writes
+    /// nothing back, so it never undoes what other CPUs store meanwhile.
     #[track_caller]
     pub fn map_lookup<'b>(
         &'b self,
@@ -277,18 +277,24 @@ impl Builder {
         };
         self.inner.borrow_mut().scopes.push(Vec::new());
         let v = self.new_local("map value", map.value, at);
-        let id = {
+        let (id, loaded) = {
             let mut i = self.inner.borrow_mut();
             let id = local_id(&i, v.id);
             i.map_value_load(map.value, id);
             if i.reachable {
                 i.assigned[id as usize] = true;
             }
-            id
+            (id, i.locals[id as usize].writes)
         };
         f(self, v);
         let mut i = self.stmt(at);
-        i.map_value_store(map.value, id, ptr);
+        if i.locals[id as usize].writes != loaded {
+            i.map_value_store(map.value, id, ptr);
+        } else {
+            // Read only: nothing to write back, and writing the copy back would undo
+            // what other CPUs stored in between.
+            i.free_slot(ptr);
+        }
         i.pop_scope();
         i.place(skip);
         // Assigned afterwards only if assigned before (the value may be absent).
@@ -354,6 +360,42 @@ mod tests {
             })
             .collect();
         assert_eq!(helpers, vec![MAP_LOOKUP_ELEM]);
+    }
+
+    /// Stores through a pointer register other than the frame pointer (r10) and the
+    /// variable base (r8): writes into map memory.
+    fn map_stores(f: &crate::fragment::Fragment) -> Vec<String> {
+        disasm::disassemble(&f.insns)
+            .into_iter()
+            .filter_map(|(_, t)| {
+                let text = t.split_once(") ").map_or(t.as_str(), |(_, rest)| rest);
+                (text.starts_with("*(") && !text.contains("(r10 ")).then(|| text.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_read_only_body_writes_nothing_back() {
+        let b = Builder::new("t");
+        let seen = b.device("seen", ScalarType::U64);
+        b.map_lookup(COUNTS, 1u32, |_, v| seen.assign(v + 1));
+        let read_only = b.finish().expect("builds");
+        assert_eq!(
+            map_stores(&read_only),
+            ["*(u64 *)(r8 +0) = r0".to_string()],
+            "only the device variable is stored"
+        );
+
+        // Assigned on one path only: written back (on every path).
+        let b = Builder::new("t");
+        b.map_lookup(COUNTS, 1u32, |b, v| {
+            b.if_(v.gt(10), |_| v.assign(0));
+        });
+        let some_path = b.finish().expect("builds");
+        let stores = map_stores(&some_path);
+        assert_eq!(stores.len(), 1, "{stores:?}");
+        assert!(stores[0].starts_with("*(u64 *)(r"), "{stores:?}");
+        assert!(!stores[0].contains("(r8 "), "{stores:?}");
     }
 
     #[test]

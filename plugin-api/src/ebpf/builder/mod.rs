@@ -825,6 +825,7 @@ impl Builder {
                 declared: at,
                 store,
                 alive: true,
+                writes: 0,
             });
             i.assigned.push(false);
             if let Some(s) = i.scopes.last_mut() {
