@@ -492,6 +492,7 @@ impl Master {
                 continue;
             }
             tracing::debug!(station = t.station, %state, "mailbox SyncManagers");
+            pdo::check_ram(t.station, t.esc.ram_kib, &sms)?;
             pdo::write_sync_managers(&self.transport, t.station, &sms).await?;
         }
         Ok(())
@@ -559,6 +560,8 @@ impl Master {
                 .collect();
             let image = pdo::plan(&inputs, logical_start)?;
             for ti in &image.terminals {
+                let ram_kib = self.terminal(ti.station).map_or(0, |t| t.esc.ram_kib);
+                pdo::check_ram(ti.station, ram_kib, &ti.sync_managers)?;
                 pdo::write_sync_managers(&self.transport, ti.station, &ti.sync_managers).await?;
                 pdo::write_fmmus(&self.transport, ti.station, &ti.fmmus).await?;
             }

@@ -2,6 +2,7 @@
 //! 55) computed from the SII and a PDO layout, and writing them to a terminal.
 
 use super::layout::PdoLayout;
+use crate::ethercat::registers::PROCESS_RAM;
 use crate::ethercat::sii::{FmmuUsage, PdoDirection, SiiImage, SmType};
 use crate::ethercat::station_io::{RegisterError, StationIo, StationIoExt};
 use serde::Serialize;
@@ -143,6 +144,24 @@ pub enum ConfigError {
         /// Bytes needed.
         bytes: u32,
     },
+    /// A SyncManager area reaches beyond the ESC's process RAM.
+    #[error(
+        "terminal {station:#06x}: SyncManager {sm} at {start:#06x}..{end:#06x} lies beyond the ESC's {ram_kib} KiB of process RAM (0x1000..{ram_end:#06x}); the SII's SyncManager or mailbox addresses do not fit this ESC"
+    )]
+    BeyondRam {
+        /// Station address.
+        station: u16,
+        /// SyncManager number.
+        sm: u8,
+        /// First byte of the area.
+        start: u16,
+        /// End (exclusive) of the area.
+        end: u32,
+        /// Process RAM the ESC reports (register 0x0006).
+        ram_kib: u8,
+        /// End (exclusive) of the process RAM.
+        ram_end: u32,
+    },
     /// A register access failed.
     #[error("terminal {station:#06x}: {source}")]
     Register {
@@ -263,6 +282,34 @@ pub async fn write_sync_managers<T: StationIo + ?Sized>(
     Ok(())
 }
 
+/// Checks that no enabled SyncManager of `sms` ends beyond the process RAM of an ESC
+/// reporting `ram_kib` KiB (register 0x0006; the RAM starts at 0x1000, ETG.1000.4
+/// §6.7), so that a misplaced area is named before a mailbox write silently goes
+/// nowhere. Areas below 0x1000 are allowed: digital output terminals map their
+/// SyncManager onto the digital I/O registers at 0x0F00. An ESC reporting 0 KiB is not
+/// checked. Only the configured length is checked, not the three buffers of buffered
+/// mode, whose reservation the SII's addresses account for.
+pub fn check_ram(station: u16, ram_kib: u8, sms: &[SmRegisters]) -> Result<(), ConfigError> {
+    if ram_kib == 0 {
+        return Ok(());
+    }
+    let ram_end = u32::from(PROCESS_RAM) + 1024 * u32::from(ram_kib);
+    for sm in sms.iter().filter(|s| s.activate & SM_ENABLE != 0) {
+        let end = u32::from(sm.start) + u32::from(sm.length);
+        if end > ram_end {
+            return Err(ConfigError::BeyondRam {
+                station,
+                sm: sm.index,
+                start: sm.start,
+                end,
+                ram_kib,
+                ram_end,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Writes FMMU registers.
 pub async fn write_fmmus<T: StationIo + ?Sized>(
     io: &T,
@@ -354,6 +401,46 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sync_managers_must_end_inside_the_process_ram() {
+        // The EL2004's output SM on the digital I/O registers (0x0F00) and the EL7041's
+        // mailboxes fit an ET1200's 1 KiB.
+        let s = sii("el2004.bin");
+        let layout = PdoLayout::from_sii(&s, "test");
+        let sms = process_data_sync_managers(1, &s, &layout).expect("sms");
+        check_ram(1, 1, &sms).expect("0x0F00 is allowed");
+        check_ram(2, 1, &mailbox_sync_managers(&sii("el7041.bin"))).expect("fits 1 KiB");
+        // A mailbox placed at 0x1800 does not fit 1 KiB but fits 8.
+        let mut sms = mailbox_sync_managers(&sii("el7041.bin"));
+        sms[1].start = 0x1800;
+        let err = check_ram(0x1003, 1, &sms).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::BeyondRam {
+                    station: 0x1003,
+                    sm: 1,
+                    start: 0x1800,
+                    end: 0x1880,
+                    ram_kib: 1,
+                    ram_end: 0x1400
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "terminal 0x1003: SyncManager 1 at 0x1800..0x1880 lies beyond the ESC's 1 KiB of \
+             process RAM (0x1000..0x1400); the SII's SyncManager or mailbox addresses do not \
+             fit this ESC"
+        );
+        check_ram(0x1003, 8, &sms).expect("fits 8 KiB");
+        check_ram(0x1003, 0, &sms).expect("0 KiB: unknown, not checked");
+        // A disabled SM is not checked.
+        sms[1].activate = 0;
+        check_ram(0x1003, 1, &sms).expect("disabled");
     }
 
     #[test]

@@ -10,8 +10,8 @@ pub mod image;
 pub mod layout;
 
 pub use config::{
-    ConfigError, FmmuRegisters, SmRegisters, mailbox_sync_managers, process_data_sync_managers,
-    supports_bit_fmmus, write_fmmus, write_sync_managers,
+    ConfigError, FmmuRegisters, SmRegisters, check_ram, mailbox_sync_managers,
+    process_data_sync_managers, supports_bit_fmmus, write_fmmus, write_sync_managers,
 };
 pub use image::{EntryLocation, LogicalRange, ProcessImage, TerminalImage, TerminalInput, plan};
 pub use layout::{
