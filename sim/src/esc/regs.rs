@@ -91,6 +91,10 @@ pub const DC_START_TIME: u16 = 0x0990;
 pub const DC_SYNC0_CYCLE: u16 = 0x09A0;
 /// Digital I/O output data (u32), used as SM area by digital output terminals.
 pub const DIGITAL_OUTPUT: u16 = 0x0F00;
+/// First byte of the user RAM (ET1100/ET1200 datasheets, register overview).
+pub const USER_RAM: u16 = 0x0F80;
+/// Last byte of the user RAM.
+pub const USER_RAM_END: u16 = 0x0FFF;
 /// Start of process RAM.
 pub const PROCESS_RAM: u16 = 0x1000;
 
@@ -317,5 +321,8 @@ pub fn access_table(chip: &EscChip) -> Vec<u8> {
     mark(&mut t, DIGITAL_OUTPUT, DIGITAL_OUTPUT + 3, rw);
     mark(&mut t, 0x0F10, 0x0F17, rw); // general purpose outputs
     mark(&mut t, 0x0F18, 0x0F1F, R); // general purpose inputs
+    // User RAM, 128 bytes a master may use freely (ET1100 and ET1200 datasheets,
+    // section II "Register overview": 0x0F80:0x0FFF).
+    mark(&mut t, USER_RAM, USER_RAM_END, rw);
     t
 }
