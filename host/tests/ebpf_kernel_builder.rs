@@ -1,8 +1,9 @@
 //! Every builder construct loaded through the real verifier and run with
 //! `BPF_PROG_TEST_RUN`, with asserted results: arithmetic corner cases (overflow,
-//! negative division, division by zero, `MIN / -1`, shifts by 63), packet fields of every
-//! width and byte order, bit fields at byte edges, control flow, helpers, atomics,
-//! optional regions, exits, long jumps and spilling. Needs root; fails without it.
+//! negative division, division by zero, `MIN / -1`, shifts by 63), packet fields and
+//! terminal variables of every width and byte order, bit fields at byte edges, control
+//! flow, helpers, atomics, optional regions, exits, long jumps and spilling. Needs root;
+//! fails without it.
 
 mod ebpf_kernel_support;
 
@@ -162,6 +163,112 @@ fn packet_fields_every_width_and_order() {
     assert_eq!(r.data[44..46], (-2i16).to_be_bytes());
     assert_eq!(r.data[4..6], 998i16.to_le_bytes());
     assert_eq!(r.data[48..56], 0x1122_3344_5566_7788u64.to_be_bytes());
+}
+
+/// Big-endian terminal variables of every width, signed and unsigned, at odd offsets
+/// of the process image (as terminals place them), placed by the linker's terminal-byte
+/// relocations: read into device variables, written from device variables, a constant
+/// stored and a `+=`, each checked in the packet after the run.
+#[test]
+fn big_endian_terminal_variables_every_width() {
+    let kinds = [
+        ("u8", T::U8, 1usize),
+        ("i8", T::I8, 1),
+        ("u16", T::U16, 2),
+        ("i16", T::I16, 2),
+        ("u32", T::U32, 4),
+        ("i32", T::I32, 4),
+        ("u64", T::U64, 8),
+        ("i64", T::I64, 8),
+    ];
+    // Packet values (big-endian in the packet), what the program reads from them, and
+    // the values the host gives it to write.
+    let values: [i64; 8] = [
+        0xa5,
+        -2,
+        0xfedc,
+        -3,
+        0x89ab_cdef,
+        -4,
+        0x0123_4567_89ab_cdef,
+        -5,
+    ];
+    let writes: [i64; 8] = [
+        0x5a,
+        -100,
+        0x1234,
+        -30000,
+        0xcafe_f00d,
+        -2_000_000_000,
+        0x7766_5544_3322_1100,
+        i64::MIN + 1,
+    ];
+    let b = Builder::new("be_terms");
+    let vars: Vec<_> = kinds
+        .iter()
+        .map(|(n, t, _)| b.terminal("t", n, VarType::be(*t)))
+        .collect();
+    for (v, (n, ..)) in vars.iter().zip(&kinds) {
+        b.device(&format!("o_{n}"), T::I64).assign(*v);
+    }
+    for (v, (n, ..)) in vars.iter().zip(&kinds) {
+        v.assign(b.device(&format!("w_{n}"), T::I64));
+    }
+    b.terminal("t", "konst", VarType::be(T::U16)).assign(0x1234);
+    b.terminal("t", "counter", VarType::be(T::U32))
+        .add_assign(0x0001_0203);
+    let f = b.finish().expect("builds");
+
+    // Each variable at an odd offset, one after the other from byte 1.
+    let mut offsets = Vec::new();
+    let mut next = 1u32;
+    for (_, _, width) in &kinds {
+        offsets.push(next);
+        next += *width as u32 + 1;
+    }
+    let (konst, counter) = (next + 1, next + 4);
+    let names: Vec<String> = kinds.iter().map(|(n, ..)| format!("t.{n}")).collect();
+    let mut terms: Vec<(&str, TermAt)> = names
+        .iter()
+        .zip(&offsets)
+        .map(|(n, o)| (n.as_str(), at(*o, 0)))
+        .collect();
+    terms.push(("t.konst", at(konst, 0)));
+    terms.push(("t.counter", at(counter, 0)));
+    let l = load(&f, &terms, &[]);
+
+    let mut p = vec![0xeeu8; 80];
+    for ((v, o), (_, _, width)) in values.iter().zip(&offsets).zip(&kinds) {
+        let o = *o as usize;
+        p[o..o + width].copy_from_slice(&v.to_be_bytes()[8 - width..]);
+    }
+    p[counter as usize..counter as usize + 4].copy_from_slice(&0x1000_2000u32.to_be_bytes());
+    for ((n, ..), w) in kinds.iter().zip(writes) {
+        l.set(&format!("w_{n}"), w, 8);
+    }
+    let r = l.run(&p);
+    assert_eq!(r.retval, XDP_TX as u32);
+    // Reads: swapped to host order, sign-extended for the signed types.
+    let read: Vec<i64> = kinds
+        .iter()
+        .map(|(n, ..)| l.get_i64(&format!("o_{n}")))
+        .collect();
+    assert_eq!(read, values);
+    // Writes: the value's low bytes, most significant first; neighbours kept.
+    let d = &r.data;
+    for (((n, _, width), w), o) in kinds.iter().zip(writes).zip(&offsets) {
+        let o = *o as usize;
+        assert_eq!(&d[o..o + width], &w.to_be_bytes()[8 - width..], "{n}");
+        assert_eq!(d[o + width], 0xee, "the byte after {n}");
+    }
+    assert_eq!(d[0], 0xee);
+    assert_eq!(d[konst as usize..konst as usize + 2], [0x12, 0x34]);
+    assert_eq!(
+        d[counter as usize..counter as usize + 4],
+        0x1001_2203u32.to_be_bytes(),
+        "+= on a big-endian u32"
+    );
+    assert_eq!(d[counter as usize + 4], 0xee);
 }
 
 #[test]

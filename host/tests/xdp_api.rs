@@ -7,11 +7,12 @@
 #[allow(dead_code)]
 mod e2e;
 
+mod xdp_support;
+
 #[path = "../examples/xdp_counter.rs"]
 #[allow(dead_code)]
 mod counter;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -118,21 +119,6 @@ fn generic_mode_counts_too() {
     assert_eq!(c.count.get().expect("read"), 5);
 }
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let bin = dir.join("examples").join(name);
-    assert!(
-        bin.exists(),
-        "{} missing: build the examples first (`cargo build -p ferrocat --examples`; scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
 #[test]
 fn without_privileges_the_error_names_the_capabilities() {
     // The counter example run as nobody with every capability dropped (it fails on
@@ -145,7 +131,7 @@ fn without_privileges_the_error_names_the_capabilities() {
             "--inh-caps=-all",
             "--bounding-set=-all",
         ])
-        .arg(example("xdp_counter"))
+        .arg(xdp_support::example("xdp_counter"))
         .arg("fcnosuch0")
         .output()
         .expect("run setpriv (util-linux)");
@@ -154,6 +140,10 @@ fn without_privileges_the_error_names_the_capabilities() {
     assert!(err.contains("Operation not permitted"), "{err}");
     assert!(err.contains("CAP_BPF"), "{err}");
     assert!(err.contains("run as root or grant them"), "{err}");
+}
+
+fn path_str(p: &std::path::Path) -> &str {
+    p.to_str().expect("utf-8 path")
 }
 
 fn ferrocat(args: &[&str]) -> std::process::Output {
@@ -169,7 +159,7 @@ fn cli_shows_and_detaches_a_permanent_program() {
     let pair = VethPair::new("xdp-cli");
     let fs = BpffsMount::new("xdp-cli");
     let dir = fs.path().join("maps");
-    let out = Command::new(example("xdp_permanent"))
+    let out = Command::new(xdp_support::example("xdp_permanent"))
         .args(["attach", pair.host()])
         .arg(&dir)
         .output()
@@ -191,13 +181,53 @@ fn cli_shows_and_detaches_a_permanent_program() {
         "{text}"
     );
 
+    // Detach removes the link's pin, which would keep the program loaded, and keeps
+    // the map pins, saying where they are.
     let out = ferrocat(&["xdp", "detach", pair.host()]);
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        text.contains(&format!("XDP program id {prog} detached")),
+        "{text}"
+    );
+    let link = dir.join("link");
+    assert!(
+        text.contains(&format!("removed the link's pin {}", link.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ferrocat xdp unpin {}", dir.display())),
+        "{text}"
+    );
     assert_eq!(kxdp::attached_program(pair.host()).expect("query"), None);
+    assert!(!link.exists(), "the link's pin is left");
+    assert!(dir.join("globals").exists(), "the map pin is kept");
+    xdp_support::wait_unloaded(prog, "after `ferrocat xdp detach`");
+
+    // The kept pins go with `ferrocat xdp unpin DIR`; a bpffs mount itself is refused.
+    let out = ferrocat(&["xdp", "unpin", path_str(fs.path())]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("it is a bpffs mount"), "{err}");
+    assert!(dir.join("globals").exists());
+    let out = ferrocat(&["xdp", "unpin", path_str(&dir)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("removed {}", dir.join("globals").display())),
+        "{text}"
+    );
+    assert!(!dir.exists(), "the pin directory is left");
+    let out = ferrocat(&["xdp", "unpin", path_str(&dir)]);
+    assert_eq!(out.status.code(), Some(66), "nothing there any more");
 
     // Nothing left to detach: exit 69 (EX_UNAVAILABLE) and a message.
     let out = ferrocat(&["xdp", "detach", pair.host()]);
@@ -412,5 +442,71 @@ fn pinning_before_attaching_keeps_the_program_running_too() {
     later.detach(pair.host()).expect("detach");
     later.unpin_maps().expect("unpin");
     assert_eq!(kxdp::attached_program(pair.host()).expect("query"), None);
+    assert!(!dir.exists());
+}
+
+#[test]
+fn detach_through_the_pins_names_the_interface_the_program_is_on() {
+    let _s = serial();
+    let pair = VethPair::new("xdp-pinned-if");
+    let other_if = VethPair::new("xdp-pinned-if2");
+    let fs = BpffsMount::new("xdp-pinned-if");
+    let dir = fs.path().join("maps");
+    let c = Xdp::<counter::Counter>::new().expect("load");
+    c.attach(pair.host()).expect("attach");
+    c.pin_maps(&dir).expect("pin");
+    let prog = kxdp::attached_program(pair.host())
+        .expect("query")
+        .expect("attached");
+    drop(c);
+
+    // Asked for the wrong interface, the instance on the pins detaches nothing.
+    let later = Xdp::<counter::Counter>::load_maps(&dir).expect("open the pins");
+    let e = later
+        .detach(other_if.host())
+        .expect_err("the pinned link is on the other interface");
+    assert!(matches!(e, Error::AttachedElsewhere { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!(
+            "program `Counter` is not attached to {}: its pinned link {} attaches it to {}",
+            other_if.host(),
+            dir.join("link").display(),
+            pair.host()
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        kxdp::attached_program(pair.host()).expect("query"),
+        Some(prog)
+    );
+    assert!(dir.join("link").exists(), "the link's pin is kept");
+
+    // Asked for the right one, it detaches and removes the pin: the program is freed.
+    later.detach(pair.host()).expect("detach");
+    assert_eq!(kxdp::attached_program(pair.host()).expect("query"), None);
+    assert!(!dir.join("link").exists());
+    xdp_support::wait_unloaded(prog, "after the detach through the pins");
+
+    // A pinned link that something else detached is only unpinned.
+    let c = Xdp::<counter::Counter>::load_maps(&dir).expect("open the pins");
+    c.attach(pair.host())
+        .expect("attach again, pinning the link");
+    let prog = kxdp::attached_program(pair.host())
+        .expect("query")
+        .expect("attached");
+    drop(c);
+    kxdp::find_link(pair.host())
+        .expect("links")
+        .expect("the pinned link")
+        .detach()
+        .expect("detach the link itself");
+    assert!(dir.join("link").exists());
+    let later = Xdp::<counter::Counter>::load_maps(&dir).expect("open the pins");
+    let e = later.detach(pair.host()).expect_err("detached already");
+    assert!(matches!(e, Error::NotAttached { .. }), "{e}");
+    assert!(!dir.join("link").exists(), "the stale pin is removed");
+    xdp_support::wait_unloaded(prog, "after unpinning the stale link");
+    later.unpin_maps().expect("unpin");
     assert!(!dir.exists());
 }

@@ -1,12 +1,15 @@
 //! Kernel tests of the generic XDP examples (`host/examples/xdp_*.rs`): each program
 //! runs on a veth pair whose far end sits in a private network namespace, frames of
 //! known ether types are sent from there (AF_PACKET), and the values the host reads
-//! equal what was sent. The permanent form runs the example binary twice: attach and
-//! exit, then read, detach and unpin. They need root and fail without it.
+//! equal what was sent. The permanent form runs the example binary: attach and exit,
+//! read (until the count is there), then read, detach and unpin, after which the
+//! program has left the kernel. They need root and fail without it.
 
 #[path = "../../tests/src/lib.rs"]
 #[allow(dead_code)]
 mod e2e;
+
+mod xdp_support;
 
 #[path = "../examples/xdp_counter.rs"]
 #[allow(dead_code)]
@@ -173,24 +176,8 @@ fn hash_map_counts_per_ether_type() {
     });
 }
 
-/// The example binary `xdp_permanent`, built next to this test by `cargo test`.
-fn permanent_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let bin = dir.join("examples").join("xdp_permanent");
-    assert!(
-        bin.exists(),
-        "{} missing: build the examples first (`cargo build -p ferrocat --examples`; scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
 fn run_permanent(args: &[&str]) -> String {
-    let out = Command::new(permanent_binary())
+    let out = Command::new(xdp_support::example("xdp_permanent"))
         .args(args)
         .output()
         .expect("run xdp_permanent");
@@ -214,8 +201,10 @@ fn permanent_program_survives_its_process_and_is_detached_by_another() {
     let out = run_permanent(&["attach", pair.host(), dir_s]);
     assert!(out.contains("attached to"), "{out}");
     // The attaching process has exited; the program still runs.
-    let prog = kxdp::attached_program(pair.host()).expect("query");
-    assert!(prog.is_some(), "program detached with its process");
+    let prog = kxdp::attached_program(pair.host())
+        .expect("query")
+        .expect("program detached with its process");
+    assert!(xdp_support::program_loaded(prog));
     for name in ["globals", "link"] {
         assert!(dir.join(name).exists(), "{name} not pinned");
     }
@@ -235,6 +224,8 @@ fn permanent_program_survives_its_process_and_is_detached_by_another() {
     assert_eq!(kxdp::attached_program(pair.host()).expect("query"), None);
     assert!(kxdp::find_link(pair.host()).expect("links").is_none());
     assert!(!dir.exists(), "pin directory left behind");
+    // Nothing holds the program any more: the kernel has freed it.
+    xdp_support::wait_unloaded(prog, "after the permanent program's detach");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! kernel verifier's syntax) and relocations each statement compiles to, and the build
 //! errors of what the builder refuses.
 
-use ferrocat_plugin_api::ebpf::builder::{BuildError, Builder};
+use ferrocat_plugin_api::ebpf::builder::{BuildError, Builder, MapRef, q16};
 use ferrocat_plugin_api::ebpf::disasm::disassemble;
 use ferrocat_plugin_api::fragment::{Fragment, RelocKind, ScalarType as T, VarKind, VarType};
 
@@ -758,4 +758,198 @@ fn refused_constructs() {
         b.device("x", T::I64).assign(escaped.expect("set"));
     });
     assert!(matches!(e, BuildError::LocalOutOfScope { .. }), "{e}");
+}
+
+/// A hash map from `u16` to `u64` with descriptor 7, as a standalone program uses it.
+const COUNTS: MapRef = MapRef {
+    fd: 7,
+    key: T::U16,
+    value: T::U64,
+};
+
+#[test]
+fn map_lookup_writes_back_only_an_assigned_value() {
+    let f = build(|b| {
+        let seen = b.device("seen", T::U64);
+        // Assigned: the copy goes back through the saved pointer.
+        b.map_lookup(COUNTS, 0x0800u32, |_, v| v.add_assign(1));
+        // Only read: nothing is stored into the map.
+        b.map_lookup(COUNTS, 0x86ddu32, |_, v| seen.assign(v));
+    });
+    check(
+        f,
+        "
+            0: (6a) *(u16 *)(r10 -8) = 2048 ; stack
+            1: (18) r1 = map[fd:7]
+            3: (bf) r2 = r10
+            4: (07) r2 += -24
+            5: (85) call unknown#0 ; helper 1
+            6: (15) if r0 == 0x0 goto pc+6
+            7: (7b) *(u64 *)(r10 -8) = r0 ; stack
+            8: (79) r1 = *(u64 *)(r0 +0)
+            9: (bf) r6 = r1
+            10: (07) r6 += 1
+            11: (79) r0 = *(u64 *)(r10 -8) ; stack
+            12: (7b) *(u64 *)(r0 +0) = r6
+            13: (6a) *(u16 *)(r10 -8) = 34525 ; stack
+            14: (18) r1 = map[fd:7]
+            16: (bf) r2 = r10
+            17: (07) r2 += -24
+            18: (85) call unknown#0 ; helper 1
+            19: (15) if r0 == 0x0 goto pc+4
+            20: (7b) *(u64 *)(r10 -8) = r0 ; stack
+            21: (79) r1 = *(u64 *)(r0 +0)
+            22: (bf) r6 = r1
+            23: (7b) *(u64 *)(r8 +0) = r6 ; dev seen
+        ",
+    );
+}
+
+#[test]
+fn map_entry_inserts_zero_then_looks_up_again() {
+    let f = build(|b| {
+        let et = b.packet(12, VarType::be(T::U16));
+        b.map_entry(COUNTS, et, |_, v| v.add_assign(1));
+    });
+    check(
+        f,
+        "
+            0: (69) r0 = *(u16 *)(r9 +12)
+            1: (dc) r0 = be16 r0
+            2: (6b) *(u16 *)(r10 -8) = r0 ; stack
+            3: (18) r1 = map[fd:7]
+            5: (bf) r2 = r10
+            6: (07) r2 += -24
+            7: (85) call unknown#0 ; helper 1
+            8: (55) if r0 != 0x0 goto pc+14
+            9: (7a) *(u64 *)(r10 -16) = 0 ; stack
+            10: (18) r1 = map[fd:7]
+            12: (bf) r2 = r10
+            13: (07) r2 += -24
+            14: (bf) r3 = r10
+            15: (07) r3 += -32
+            16: (b7) r4 = 1
+            17: (85) call unknown#0 ; helper 2
+            18: (18) r1 = map[fd:7]
+            20: (bf) r2 = r10
+            21: (07) r2 += -24
+            22: (85) call unknown#0 ; helper 1
+            23: (15) if r0 == 0x0 goto pc+6
+            24: (7b) *(u64 *)(r10 -8) = r0 ; stack
+            25: (79) r1 = *(u64 *)(r0 +0)
+            26: (bf) r6 = r1
+            27: (07) r6 += 1
+            28: (79) r0 = *(u64 *)(r10 -8) ; stack
+            29: (7b) *(u64 *)(r0 +0) = r6
+        ",
+    );
+}
+
+#[test]
+fn map_add_is_an_atomic_add_on_the_entry() {
+    let f = build(|b| {
+        let et = b.packet(12, VarType::be(T::U16));
+        b.map_add(COUNTS, et, 3u32);
+    });
+    check(
+        f,
+        "
+            0: (69) r0 = *(u16 *)(r9 +12)
+            1: (dc) r0 = be16 r0
+            2: (6b) *(u16 *)(r10 -8) = r0 ; stack
+            3: (18) r1 = map[fd:7]
+            5: (bf) r2 = r10
+            6: (07) r2 += -24
+            7: (85) call unknown#0 ; helper 1
+            8: (55) if r0 != 0x0 goto pc+14
+            9: (7a) *(u64 *)(r10 -16) = 0 ; stack
+            10: (18) r1 = map[fd:7]
+            12: (bf) r2 = r10
+            13: (07) r2 += -24
+            14: (bf) r3 = r10
+            15: (07) r3 += -32
+            16: (b7) r4 = 1
+            17: (85) call unknown#0 ; helper 2
+            18: (18) r1 = map[fd:7]
+            20: (bf) r2 = r10
+            21: (07) r2 += -24
+            22: (85) call unknown#0 ; helper 1
+            23: (15) if r0 == 0x0 goto pc+2
+            24: (b7) r1 = 3
+            25: (db) lock *(u64 *)(r0 +0) += r1
+        ",
+    );
+}
+
+#[test]
+fn scale_multiplies_by_a_q16_constant_and_shifts() {
+    assert_eq!(q16(1.5), 98304);
+    assert_eq!(q16(-0.25), -16384);
+    // Truncated toward zero, as the seed's int(x * (1 << 16)).
+    assert_eq!(q16(0.1), 6553);
+    assert_eq!(q16(-0.1), -6553);
+    let f = build(|b| {
+        let o = b.device("o", T::I64);
+        let signed = b.device("s", T::I32);
+        let unsigned = b.device("u", T::U32);
+        o.assign(signed.scale(1.5));
+        o.assign(unsigned.scale(-0.25));
+        o.assign((signed * q16(0.1)) >> 16);
+    });
+    check(
+        f,
+        "
+            0: (81) r0 = *(s32 *)(r8 +0) ; dev s
+            1: (27) r0 *= 98304
+            2: (c7) r0 s>>= 16
+            3: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            4: (61) r0 = *(u32 *)(r8 +0) ; dev u
+            5: (27) r0 *= -16384
+            6: (c7) r0 s>>= 16
+            7: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+            8: (81) r0 = *(s32 *)(r8 +0) ; dev s
+            9: (27) r0 *= 6553
+            10: (c7) r0 s>>= 16
+            11: (7b) *(u64 *)(r8 +0) = r0 ; dev o
+        ",
+    );
+}
+
+#[test]
+fn device_via_declares_its_own_or_a_linked_devices_variable() {
+    let f = build(|b| {
+        let own = b.device_via("", "target", T::I64);
+        let leader = b.device_via("leader", "target", T::I64);
+        let far = b.device_via("leader.leader", "set_control_word", T::U16);
+        own.assign(leader + 1);
+        far.assign(0);
+    });
+    let kinds: Vec<(&str, &VarKind)> = f.vars.iter().map(|v| (v.name.as_str(), &v.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("target", &VarKind::Device),
+            (
+                "target",
+                &VarKind::Foreign {
+                    link: "leader".into()
+                }
+            ),
+            (
+                "set_control_word",
+                &VarKind::Foreign {
+                    link: "leader.leader".into()
+                }
+            ),
+        ]
+    );
+    check(
+        f,
+        "
+            0: (79) r0 = *(u64 *)(r8 +0) ; dev leader.target
+            1: (07) r0 += 1
+            2: (7b) *(u64 *)(r8 +0) = r0 ; dev target
+            3: (6a) *(u16 *)(r8 +0) = 0 ; dev leader.leader.set_control_word
+        ",
+    );
 }

@@ -2,13 +2,16 @@
 //! left running by a process that attached it permanently and exited.
 
 use super::{CliError, Context, Exit};
+use crate::bpf::bpffs::BpffsError;
 use crate::bpf::xdp::{self as kxdp, XdpError};
+use crate::xdp::{self, Error};
 
-/// Show or detach the XDP program of an interface.
+/// Show or detach the XDP program of an interface, or remove a directory of its pins.
 ///
 /// Examples:
-///   ferrocat xdp show eth1      the XDP program attached to eth1, if any
-///   ferrocat xdp detach eth1    detach the XDP link on eth1 (e.g. a pinned one)
+///   ferrocat xdp show eth1                  the XDP program attached to eth1, if any
+///   ferrocat xdp detach eth1                detach the XDP link on eth1 and remove its pins
+///   ferrocat xdp unpin /sys/fs/bpf/my_maps  remove the pins kept there (maps, link)
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -26,17 +29,40 @@ pub enum Action {
         /// The interface.
         iface: String,
     },
-    /// Detach the XDP link on IFACE, even if it is pinned. Pins of its maps stay.
+    /// Detach the XDP link on IFACE, even if it is pinned, and remove the link's pins
+    /// on every mounted bpffs (a pinned link keeps its program loaded). Pins of maps
+    /// stay; `ferrocat xdp unpin DIR` removes them.
     Detach {
         /// The interface.
         iface: String,
     },
+    /// Remove every pin in DIR (maps and link, as `pin_maps` made them) and DIR itself.
+    /// DIR must be a directory on a bpffs holding no directory, not a bpffs mount.
+    Unpin {
+        /// The pin directory.
+        dir: std::path::PathBuf,
+    },
+}
+
+fn exit_of(e: &XdpError) -> Exit {
+    match e {
+        XdpError::InterfaceMissing { .. } => Exit::NoInput,
+        XdpError::Permission { .. } => Exit::NoPerm,
+        _ => Exit::OsErr,
+    }
 }
 
 fn cli_error(e: XdpError) -> CliError {
+    CliError::new(exit_of(&e), e.to_string())
+}
+
+fn xdp_error(e: Error) -> CliError {
     let exit = match &e {
-        XdpError::InterfaceMissing { .. } => Exit::NoInput,
-        XdpError::Permission { .. } => Exit::NoPerm,
+        Error::Xdp(x) => exit_of(x),
+        Error::Bpffs(BpffsError::NotFound { .. }) => Exit::NoInput,
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Exit::NoInput,
+        Error::Bpffs(BpffsError::Permission { .. }) => Exit::NoPerm,
+        Error::Bpffs(BpffsError::NotBpffs { .. }) | Error::NotPinDir { .. } => Exit::Usage,
         _ => Exit::OsErr,
     };
     CliError::new(exit, e.to_string())
@@ -77,15 +103,53 @@ pub async fn run(args: Args, ctx: &mut Context) -> Result<(), CliError> {
             Ok(())
         }
         Action::Detach { iface } => {
-            if kxdp::detach_interface(&iface).map_err(cli_error)? {
-                writeln!(ctx.out(), "{iface}: XDP program detached")?;
-                Ok(())
-            } else {
-                Err(CliError::new(
+            let Some(d) = xdp::detach(&iface).map_err(xdp_error)? else {
+                return Err(CliError::new(
                     Exit::Unavailable,
                     format!("{iface} has no XDP program attached through a BPF link"),
-                ))
+                ));
+            };
+            if ctx.json() {
+                let v = serde_json::json!({
+                    "iface": iface,
+                    "prog_id": d.prog_id,
+                    "link_id": d.link_id,
+                    "unpinned": d.unpinned,
+                    "kept": d.kept,
+                });
+                writeln!(ctx.out(), "{v}")?;
+                return Ok(());
             }
+            writeln!(
+                ctx.out(),
+                "{iface}: XDP program id {} detached (link id {})",
+                d.prog_id,
+                d.link_id
+            )?;
+            for p in &d.unpinned {
+                writeln!(ctx.out(), "removed the link's pin {}", p.display())?;
+            }
+            for dir in &d.kept {
+                writeln!(
+                    ctx.out(),
+                    "kept the other pins in {0} (`ferrocat xdp unpin {0}` removes them)",
+                    dir.display()
+                )?;
+            }
+            Ok(())
+        }
+        Action::Unpin { dir } => {
+            let removed = xdp::unpin_dir(&dir).map_err(xdp_error)?;
+            if ctx.json() {
+                let v = serde_json::json!({ "dir": dir, "unpinned": removed });
+                writeln!(ctx.out(), "{v}")?;
+            } else {
+                for p in &removed {
+                    writeln!(ctx.out(), "removed {}", p.display())?;
+                }
+                writeln!(ctx.out(), "removed {}", dir.display())?;
+            }
+            Ok(())
         }
     }
 }

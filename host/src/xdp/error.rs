@@ -129,4 +129,38 @@ pub enum Error {
         /// The interface.
         iface: String,
     },
+    /// The pinned link of the program attaches it to another interface than the one a
+    /// detach was asked for; it is left alone.
+    #[error(
+        "program `{program}` is not attached to {iface}: its pinned link {} attaches it \
+         to {attached}; not detached",
+        link.display()
+    )]
+    AttachedElsewhere {
+        /// The program.
+        program: String,
+        /// The interface asked for.
+        iface: String,
+        /// Where the link attaches the program (an interface name, or an index of
+        /// another network namespace).
+        attached: String,
+        /// The link's pin.
+        link: PathBuf,
+    },
+    /// A directory to unpin is not a directory of pins (or is a whole bpffs).
+    #[error("{}: not a pin directory: {why}; nothing unpinned", dir.display())]
+    NotPinDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A file or directory could not be read or removed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
 }

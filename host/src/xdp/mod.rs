@@ -64,6 +64,7 @@
 //! program declared (`StandaloneLink::map_fds`, see [`link_program`]).
 
 mod error;
+mod pins;
 mod vars;
 
 use std::ops::Deref;
@@ -74,6 +75,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub use ferrocat_plugin_api::ebpf::builder::{Builder, MapRef, Var};
 
 pub use error::Error;
+pub use pins::unpin_dir;
 pub use vars::{Global, HashMap, PerCpuArray, Value};
 use vars::{Globals, MapSlot};
 
@@ -661,10 +663,14 @@ impl<P: XdpProgram> Xdp<P> {
     }
 
     /// Detaches the program from `iface`: the link this instance attached there, else the
-    /// link pinned next to the maps of [`load_maps`](Self::load_maps), else the XDP link
-    /// on `iface` if its program has this program's name (never another program: that
-    /// is [`Error::OtherProgram`]; `ferrocat xdp detach IFACE` detaches whatever runs).
-    /// A pinned link is unpinned.
+    /// link pinned next to the maps of [`load_maps`](Self::load_maps) if it attaches the
+    /// program to `iface` (to another interface: [`Error::AttachedElsewhere`], and
+    /// nothing is detached), else the XDP link on `iface` if its program has this
+    /// program's name (never another program: that is [`Error::OtherProgram`];
+    /// `ferrocat xdp detach IFACE` detaches whatever runs). The detached link's pins are
+    /// removed, so that nothing keeps the program loaded; a pinned link that was
+    /// detached already (e.g. its interface went away) is unpinned on the way. The map
+    /// pins stay ([`unpin_maps`](Self::unpin_maps) removes them).
     pub fn detach(&self, iface: &str) -> Result<(), Error> {
         let mut own = self.lock_link();
         if own.as_ref().is_some_and(|l| l.iface() == iface)
@@ -680,10 +686,8 @@ impl<P: XdpProgram> Xdp<P> {
         drop(own);
         if let Some(fs) = self.pin_dir().as_ref()
             && fs.path(LINK_PIN)?.exists()
+            && self.detach_pinned(fs, iface)?
         {
-            let link = XdpLink::open_pinned(&fs.path(LINK_PIN)?)?;
-            link.detach()?;
-            fs.unpin(LINK_PIN)?;
             return Ok(());
         }
         let not_attached = || Error::NotAttached {
@@ -708,11 +712,43 @@ impl<P: XdpProgram> Xdp<P> {
                 running,
             });
         }
-        if kxdp::detach_interface(iface)? {
-            Ok(())
-        } else {
-            Err(not_attached())
+        match detach(iface)? {
+            Some(_) => Ok(()),
+            None => Err(not_attached()),
         }
+    }
+
+    /// Detaches the link pinned as [`LINK_PIN`] in `fs` if it attaches the program to
+    /// `iface`, and removes the pin; returns whether it did. A link detached already is
+    /// only unpinned (`false`: the caller looks further).
+    fn detach_pinned(&self, fs: &Bpffs, iface: &str) -> Result<bool, Error> {
+        let path = fs.path(LINK_PIN)?;
+        let link = XdpLink::open_pinned(&path)?;
+        let info = link.info()?;
+        if info.ifindex == 0 {
+            drop(link);
+            fs.unpin(LINK_PIN)?;
+            return Ok(false);
+        }
+        // Interface indexes are per network namespace: the link is on `iface` if it has
+        // its index and the program rtnetlink reports there is the link's.
+        let index = kxdp::ifindex(iface)?;
+        if info.ifindex != index || kxdp::attached_program(iface)? != Some(info.prog_id) {
+            let attached = if info.ifindex == index {
+                format!("ifindex {index} of another network namespace")
+            } else {
+                link.iface().to_string()
+            };
+            return Err(Error::AttachedElsewhere {
+                program: P::NAME.to_string(),
+                iface: iface.to_string(),
+                attached,
+                link: path,
+            });
+        }
+        link.detach()?;
+        fs.unpin(LINK_PIN)?;
+        Ok(true)
     }
 
     /// Removes the pins of [`load_maps`](Self::load_maps)'s (or
@@ -789,10 +825,44 @@ impl<P> Drop for Running<'_, P> {
     }
 }
 
-/// Detaches whatever XDP link runs on `iface` (as `ferrocat xdp detach IFACE` does);
-/// returns whether there was one.
-pub fn detach(iface: &str) -> Result<bool, Error> {
-    Ok(kxdp::detach_interface(iface)?)
+/// What [`detach`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detached {
+    /// The id of the program that was attached.
+    pub prog_id: u32,
+    /// The id of its XDP link.
+    pub link_id: u32,
+    /// The pins of the link that were removed.
+    pub unpinned: Vec<PathBuf>,
+    /// The directories of those pins that still hold other pins (e.g. the maps of
+    /// [`Xdp::pin_maps`]): kept, for [`unpin_dir`] to remove.
+    pub kept: Vec<PathBuf>,
+}
+
+/// Detaches whatever XDP link runs on `iface` (as `ferrocat xdp detach IFACE` does) and
+/// removes every pin of that link on the mounted bpf filesystems: a detached link that
+/// stays pinned keeps its program loaded in the kernel. Pins of maps are kept. Returns
+/// `None` if no program is attached to `iface` through a link.
+pub fn detach(iface: &str) -> Result<Option<Detached>, Error> {
+    let Some(link) = kxdp::find_link(iface)? else {
+        return Ok(None);
+    };
+    let info = link.info()?;
+    link.detach()?;
+    let unpinned = pins::unpin_paths(&pins::link_pins(info.id)?)?;
+    let mut kept: Vec<PathBuf> = unpinned
+        .iter()
+        .filter_map(|p| p.parent())
+        .filter(|d| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some()))
+        .map(Path::to_path_buf)
+        .collect();
+    kept.dedup();
+    Ok(Some(Detached {
+        prog_id: info.prog_id,
+        link_id: info.id,
+        unpinned,
+        kept,
+    }))
 }
 
 /// Opens the pinned map `name` in `dir` as a map of `map_type` (for tools that do not

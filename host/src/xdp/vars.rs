@@ -197,7 +197,9 @@ impl<T: Value> PerCpuArray<T> {
     }
 
     /// In the program: runs `f` with this CPU's copy of entry `index` (skipped if
-    /// `index` is out of range); what `f` leaves in the variable is stored back.
+    /// `index` is out of range); if `f` assigns the variable, what it leaves there is
+    /// stored back (a body that only reads it stores nothing: see
+    /// [`Builder::map_lookup`]).
     #[track_caller]
     pub fn at<'b>(
         &self,
@@ -265,9 +267,9 @@ impl<K: Value, V: Value> HashMap<K, V> {
         self.slot.map_ref(K::TYPE, V::TYPE)
     }
 
-    /// In the program: runs `f` with the value under `key`, if present; what `f` leaves
-    /// in the variable is stored back (not atomically, and also if `f` only reads it:
-    /// see [`Builder::map_lookup`]).
+    /// In the program: runs `f` with the value under `key`, if present; if `f` assigns
+    /// the variable, what it leaves there is stored back, not atomically (a body that
+    /// only reads it stores nothing: see [`Builder::map_lookup`]).
     #[track_caller]
     pub fn lookup<'b>(
         &self,
