@@ -460,6 +460,7 @@ impl From<MasterError> for CliError {
             }
             MasterError::Pdo(_) | MasterError::ProcessImage(_) => Exit::Protocol,
             MasterError::Hook { .. } => Exit::Software,
+            MasterError::Sync(_) => Exit::Config,
         };
         CliError::new(exit, e.to_string())
     }
