@@ -53,6 +53,34 @@ pub fn link_to(segment: Segment) -> (ChannelLink, BusHandle) {
     (link, channels.handle)
 }
 
+/// A link to a bus of `segment` on a manual clock that moves `step_ns` forward with every
+/// frame the master sends, and only then: simulated time is deterministic, and a test
+/// can let it pass with `handle.clock().advance_ns(..)`.
+pub fn stepped_link(segment: Segment, step_ns: u64) -> (ChannelLink, BusHandle) {
+    let bus = Bus::new(segment, SimClock::manual());
+    let clock = bus.clock().clone();
+    let channels = bus.spawn(256);
+    let (link, mut from_master, to_master) = ChannelLink::pair();
+    let tx = channels.tx;
+    let mut rx = channels.rx;
+    tokio::spawn(async move {
+        while let Some(frame) = from_master.recv().await {
+            clock.advance_ns(step_ns);
+            if tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if to_master.send(frame).is_err() {
+                return;
+            }
+        }
+    });
+    (link, channels.handle)
+}
+
 /// A transport over a simulated bus of `names`, with identity `pid`.
 pub fn sim_transport(names: &[&str], pid: u32) -> (Transport, BusHandle) {
     let (link, handle) = sim_link(names);
