@@ -454,6 +454,39 @@ async fn states_boot_uses_the_bootstrap_mailbox() {
     assert_eq!((sm0.start, sm0.length), (0x1000, 244));
 }
 
+/// BOOT asked of a terminal whose SII has no bootstrap mailbox is refused, naming it,
+/// before any AL control write.
+#[tokio::test]
+async fn states_boot_of_a_terminal_without_bootstrap_is_refused() {
+    let (out, result, bus) = ferrocat(&["states", "-p", "1", "BOOT"]).await;
+    let e = result.expect_err("the EL2004 has no bootstrap mailbox");
+    assert_eq!(e.exit, Exit::Unavailable);
+    assert_eq!(
+        e.message,
+        "terminal 0x1002 (EL2004 4K. Dig. Ausgang 24V, 0.5A) does not offer BOOT: its SII has no bootstrap mailbox (words 0x14..0x17)"
+    );
+    assert!(out.is_empty(), "{out}");
+    {
+        let bus = bus.expect("bus opened");
+        let seg = bus.segment();
+        let el2004 = seg.terminal(1).expect("EL2004");
+        assert_eq!(format!("{:?}", el2004.al_state()).to_uppercase(), "INIT");
+        assert_eq!(el2004.peek(0x0120), 0, "AL control never written");
+    }
+    // All terminals: the first one without BOOT is named; the EL7041, which offers it,
+    // is not moved either.
+    let (_, result, bus) = ferrocat(&["states", "BOOT"]).await;
+    let e = result.expect_err("the EK1100 has no bootstrap mailbox");
+    assert!(
+        e.message.starts_with("terminal 0x1001 (EK1100"),
+        "{}",
+        e.message
+    );
+    let bus = bus.expect("bus opened");
+    let seg = bus.segment();
+    assert_eq!(seg.terminal(6).expect("EL7041").peek(0x0120), 0);
+}
+
 #[tokio::test]
 async fn states_preop_uses_the_standard_mailbox() {
     let (out, result, bus) = ferrocat(&["states", "-p", "6", "PREOP"]).await;

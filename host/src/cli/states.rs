@@ -133,6 +133,9 @@ pub async fn run(args: Args, ctx: &mut Context) -> Result<(), CliError> {
             .iter()
             .map(|t| t.station)
             .collect();
+        if args.state == AlState::Boot {
+            master.check_boot_offered(&stations)?;
+        }
         for &station in &stations {
             let from = al::status(master.transport(), station).await?;
             for step in al::path(from.state().unwrap_or(AlState::Init), args.state) {

@@ -145,6 +145,16 @@ pub enum MasterError {
     /// The SyncManager/FMMU configuration could not be planned or written.
     #[error(transparent)]
     ProcessImage(#[from] pdo::ConfigError),
+    /// BOOT was asked of a terminal whose SII offers no bootstrap mailbox.
+    #[error(
+        "terminal 0x{station:04x} ({name}) does not offer BOOT: its SII has no bootstrap mailbox (words 0x14..0x17)"
+    )]
+    BootNotOffered {
+        /// The terminal.
+        station: u16,
+        /// Its name from the SII, or its identity.
+        name: String,
+    },
     /// The SYNC signals cannot be configured as asked.
     #[error(transparent)]
     Sync(#[from] dc::SyncError),
@@ -635,9 +645,39 @@ impl Master {
         self.bring_up = options;
     }
 
+    /// Check, before anything is written, that every terminal of `stations` (all if
+    /// empty) offers BOOT: its SII describes a bootstrap mailbox (ETG.1000.6 table 16,
+    /// words 0x14..0x17), which BOOT needs for firmware download. A terminal whose SII
+    /// could not be read is not refused here; it answers the request itself.
+    pub fn check_boot_offered(&self, stations: &[u16]) -> Result<(), MasterError> {
+        for t in &self.terminals {
+            if !stations.is_empty() && !stations.contains(&t.station) {
+                continue;
+            }
+            let Some(sii) = &t.sii else { continue };
+            let (rx, tx) = (
+                sii.header.bootstrap_rx_mailbox,
+                sii.header.bootstrap_tx_mailbox,
+            );
+            if rx.size == 0 || tx.size == 0 {
+                return Err(MasterError::BootNotOffered {
+                    station: t.station,
+                    name: t.name.clone().unwrap_or_else(|| {
+                        format!(
+                            "vendor 0x{:08x} product 0x{:08x}",
+                            t.identity.vendor_id, t.identity.product_code
+                        )
+                    }),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Bring every terminal to `target`, all terminals step by step together (INIT →
-    /// PRE-OP → SAFE-OP → OP, down in one step, BOOT through INIT). Mailbox SyncManagers
-    /// are configured before PRE-OP or BOOT. Before PRE-OP → SAFE-OP come the process
+    /// PRE-OP → SAFE-OP → OP, down in one step, BOOT through INIT, refused before any
+    /// write if a terminal does not offer it). Mailbox SyncManagers are configured
+    /// before PRE-OP or BOOT. Before PRE-OP → SAFE-OP come the process
     /// data (SyncManagers, FMMUs), then the watchdogs and distributed clocks of the
     /// [`BringUpOptions`]. `safe_outputs`, if given, is written with LWR in SAFE-OP, and
     /// kept being written while OP is requested.
@@ -648,6 +688,9 @@ impl Master {
     ) -> Result<(), MasterError> {
         let span = tracing::info_span!("request_state", %target);
         async move {
+            if target == AlState::Boot {
+                self.check_boot_offered(&[])?;
+            }
             self.refresh_status().await?;
             for t in &self.terminals {
                 if t.status.error() {
