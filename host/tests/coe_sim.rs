@@ -2,15 +2,16 @@
 //! ferrocat-sim bus (the EL7041 with its recorded dictionary), with frames lost and a
 //! terminal disappearing.
 
+mod master_support;
+
 use ferrocat::ethercat::al::AlState;
 use ferrocat::ethercat::coe::{AbortCode, CoeClient, CoeError, OdListType};
 use ferrocat::ethercat::mailbox::{Mailbox, MailboxConfig, MailboxError, MailboxOptions};
 use ferrocat::ethercat::master::{Master, ScanOptions};
 use ferrocat::ethercat::pdo::{LayoutSource, read_layout};
 use ferrocat::ethercat::sii::PdoDirection;
-use ferrocat::ethercat::transport::{ChannelLink, Transport, TransportConfig, identity_for_pid};
+use ferrocat::ethercat::transport::{Transport, TransportConfig, identity_for_pid};
 use ferrocat_sim::fault::{Faults, TerminalFault};
-use ferrocat_sim::inproc::{Bus, SimClock};
 use ferrocat_sim::topology::Topology;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -69,25 +70,7 @@ async fn rig() -> Rig {
     let topo = Topology::parse(&toml, Path::new("coe-sim.toml"), Path::new("/")).expect("topology");
     let segment = ferrocat_sim::serve::build_segment(topo.build().expect("build"));
     let faults = segment.faults();
-    let bus = Bus::new(segment, SimClock::monotonic());
-    let channels = bus.spawn(256);
-    let (link, mut from_master, to_master) = ChannelLink::pair();
-    let tx = channels.tx;
-    let mut rx = channels.rx;
-    tokio::spawn(async move {
-        while let Some(frame) = from_master.recv().await {
-            if tx.send(frame).await.is_err() {
-                return;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if to_master.send(frame).is_err() {
-                return;
-            }
-        }
-    });
+    let (link, _bus) = master_support::link_to(segment);
     let transport = Transport::spawn(
         link,
         TransportConfig {

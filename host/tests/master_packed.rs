@@ -54,6 +54,19 @@ fn set(image: &ProcessImage, buf: &mut [u8], station: u16, index: u16, on: bool)
     assert!(e.write(buf, image.outputs.start, u64::from(on)));
 }
 
+/// One logical datagram (LWR, LRD) at `address`; its reply.
+async fn logical(t: &Transport, command: Command, address: u32, data: Vec<u8>) -> DatagramRepr {
+    let mut reply = t
+        .exchange(vec![DatagramRepr::new(
+            command,
+            Address::Logical(address),
+            data,
+        )])
+        .await
+        .unwrap_or_else(|e| panic!("{command:?} at 0x{address:08x}: {e}"));
+    reply.pop().expect("one datagram back")
+}
+
 #[tokio::test]
 async fn packed_outputs_reach_the_terminals_and_inputs_read_back() {
     let (t, bus, plant) = bus();
@@ -98,15 +111,8 @@ async fn packed_outputs_reach_the_terminals_and_inputs_read_back() {
     set(&image, &mut out, b, 0x7000, true);
     set(&image, &mut out, b, 0x7030, true);
     assert_eq!(out, [0b0110_0101, 0b0000_1001]);
-    let reply = t
-        .exchange(vec![DatagramRepr::new(
-            Command::Lwr,
-            Address::Logical(image.outputs.start),
-            out.clone(),
-        )])
-        .await
-        .expect("LWR");
-    assert_eq!(reply[0].wkc, 3, "three terminals took their bits");
+    let reply = logical(&t, Command::Lwr, image.outputs.start, out.clone()).await;
+    assert_eq!(reply.wkc, 3, "three terminals took their bits");
 
     {
         let seg = bus.segment();
@@ -133,22 +139,15 @@ async fn packed_outputs_reach_the_terminals_and_inputs_read_back() {
 
     // Inputs through the packed FMMU: bits 4..7 of the byte are nobody's and come back
     // as sent.
-    let reply = t
-        .exchange(vec![DatagramRepr::new(
-            Command::Lrd,
-            Address::Logical(image.inputs.start),
-            vec![0xF0],
-        )])
-        .await
-        .expect("LRD");
-    assert_eq!(reply[0].wkc, 1);
-    let byte = reply[0].data[0];
+    let reply = logical(&t, Command::Lrd, image.inputs.start, vec![0xF0]).await;
+    assert_eq!(reply.wkc, 1);
+    let byte = reply.data[0];
     assert_eq!(byte, 0xF0 | 0b1011, "inputs 1, 2 and 4 on: {byte:08b}");
     let entry = |index: u16| {
         image
             .terminal(ek)
             .and_then(|t| t.entry(index, 1))
-            .and_then(|e| e.read(&reply[0].data, image.inputs.start))
+            .and_then(|e| e.read(&reply.data, image.inputs.start))
     };
     assert_eq!(
         [0x6000, 0x6010, 0x6020, 0x6030].map(entry),
@@ -157,22 +156,9 @@ async fn packed_outputs_reach_the_terminals_and_inputs_read_back() {
 
     // Switching A's channel 2 off shows on input 2 and leaves the neighbours' bits.
     set(&image, &mut out, a, 0x7010, false);
-    t.exchange(vec![DatagramRepr::new(
-        Command::Lwr,
-        Address::Logical(image.outputs.start),
-        out,
-    )])
-    .await
-    .expect("LWR");
-    let reply = t
-        .exchange(vec![DatagramRepr::new(
-            Command::Lrd,
-            Address::Logical(image.inputs.start),
-            vec![0],
-        )])
-        .await
-        .expect("LRD");
-    assert_eq!(reply[0].data, [0b1001]);
+    logical(&t, Command::Lwr, image.outputs.start, out).await;
+    let reply = logical(&t, Command::Lrd, image.inputs.start, vec![0]).await;
+    assert_eq!(reply.data, [0b1001]);
     let seg = bus.segment();
     assert_eq!(
         seg.terminal(0).expect("EK1814").sm_buffer(0),
