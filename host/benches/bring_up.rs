@@ -16,7 +16,7 @@
 use ethercrab::std::{ethercat_now, tx_rx_task};
 use ethercrab::{MainDevice, MainDeviceConfig, PduStorage, Timeouts};
 use ferrocat::ethercat::al::AlState;
-use ferrocat::ethercat::master::{DcOptions, Master, ScanOptions};
+use ferrocat::ethercat::master::{BringUpOptions, DcOptions, Master, ScanOptions};
 use ferrocat::ethercat::transport::{Transport, TransportConfig};
 use ferrocat_sim::segment::{FrameOutcome, Segment};
 use ferrocat_sim::{netns, serve};
@@ -138,12 +138,14 @@ async fn ferrocat_to_op(interface: &str, n: usize) -> Duration {
     let mut m = Master::scan(t, &ScanOptions::default())
         .await
         .expect("ferrocat: scan");
-    m.configure_dc(&DcOptions {
-        drift_frames: DRIFT_FRAMES as usize,
-        sync0: None,
-    })
-    .await
-    .expect("ferrocat: DC start-up");
+    // DC start-up is part of the way to SAFE-OP.
+    m.set_bring_up_options(BringUpOptions {
+        dc: Some(DcOptions {
+            drift_frames: DRIFT_FRAMES as usize,
+            ..DcOptions::default()
+        }),
+        ..BringUpOptions::default()
+    });
     m.request_state(AlState::Op, None)
         .await
         .expect("ferrocat: OP");

@@ -2,15 +2,16 @@
 //! ferrocat-sim bus (the EL7041 with its recorded dictionary), with frames lost and a
 //! terminal disappearing.
 
+mod master_support;
+
 use ferrocat::ethercat::al::AlState;
 use ferrocat::ethercat::coe::{AbortCode, CoeClient, CoeError, OdListType};
 use ferrocat::ethercat::mailbox::{Mailbox, MailboxConfig, MailboxError, MailboxOptions};
 use ferrocat::ethercat::master::{Master, ScanOptions};
 use ferrocat::ethercat::pdo::{LayoutSource, read_layout};
 use ferrocat::ethercat::sii::PdoDirection;
-use ferrocat::ethercat::transport::{ChannelLink, Transport, TransportConfig, identity_for_pid};
+use ferrocat::ethercat::transport::{Transport, TransportConfig, identity_for_pid};
 use ferrocat_sim::fault::{Faults, TerminalFault};
-use ferrocat_sim::inproc::{Bus, SimClock};
 use ferrocat_sim::topology::Topology;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -69,25 +70,7 @@ async fn rig() -> Rig {
     let topo = Topology::parse(&toml, Path::new("coe-sim.toml"), Path::new("/")).expect("topology");
     let segment = ferrocat_sim::serve::build_segment(topo.build().expect("build"));
     let faults = segment.faults();
-    let bus = Bus::new(segment, SimClock::monotonic());
-    let channels = bus.spawn(256);
-    let (link, mut from_master, to_master) = ChannelLink::pair();
-    let tx = channels.tx;
-    let mut rx = channels.rx;
-    tokio::spawn(async move {
-        while let Some(frame) = from_master.recv().await {
-            if tx.send(frame).await.is_err() {
-                return;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if to_master.send(frame).is_err() {
-                return;
-            }
-        }
-    });
+    let (link, _bus) = master_support::link_to(segment);
     let transport = Transport::spawn(
         link,
         TransportConfig {
@@ -156,23 +139,33 @@ fn recorded() -> Vec<((u16, u8), Vec<u8>)> {
         .collect()
 }
 
-#[tokio::test]
-async fn el7041_dictionary_over_the_bus_matches_the_recording() {
-    let rig = rig().await;
-    let coe = rig.coe(MailboxOptions::default());
-    let recorded = recorded();
-    assert_eq!(recorded.len(), 388);
-    for ((index, sub), want) in &recorded {
+/// The entries of the recording whose upload differs from it, as readable lines.
+async fn differences(coe: &CoeClient<Transport>, recorded: &[((u16, u8), Vec<u8>)]) -> Vec<String> {
+    let mut differ = Vec::new();
+    for ((index, sub), want) in recorded {
         let got = coe
             .upload(*index, *sub)
             .await
             .unwrap_or_else(|e| panic!("{index:#06x}:{sub:02x}: {e}"));
-        assert!(
-            !got.is_empty() && got.len() <= want.len(),
-            "{index:#06x}:{sub:02x}"
-        );
-        assert_eq!(got[..], want[..got.len()], "{index:#06x}:{sub:02x}");
+        if got != *want {
+            differ.push(format!("{index:#06x}:{sub:02x} {want:02x?} -> {got:02x?}"));
+        }
     }
+    differ
+}
+
+/// Over the bus every recorded entry uploads byte for byte as recorded, in PRE-OP and
+/// again after bring-up to OP. No entry may differ: bring-up only reads the EL7041's
+/// objects (PDO assignment and mapping), and the outputs it writes through the process
+/// image in SAFE-OP (0x7000:xx, 0x7010:xx, all zero) are what the recording holds.
+#[tokio::test]
+async fn el7041_dictionary_over_the_bus_matches_the_recording() {
+    let mut rig = rig().await;
+    let coe = rig.coe(MailboxOptions::default());
+    let recorded = recorded();
+    assert_eq!(recorded.len(), 388);
+    let differ = differences(&coe, &recorded).await;
+    assert!(differ.is_empty(), "in PRE-OP:\n{}", differ.join("\n"));
     let list = coe.od_list(OdListType::All).await.expect("OD list");
     for ((index, _), _) in &recorded {
         assert!(list.contains(index), "{index:#06x} not in the OD list");
@@ -189,6 +182,16 @@ async fn el7041_dictionary_over_the_bus_matches_the_recording() {
     assert_eq!(layout.source, LayoutSource::Coe);
     assert_eq!(layout.bit_len(PdoDirection::Rx), 64);
     assert_eq!(layout.bit_len(PdoDirection::Tx), 64);
+    rig.master
+        .request_state(AlState::Op, None)
+        .await
+        .expect("OP");
+    let differ = differences(&coe, &recorded).await;
+    assert!(
+        differ.is_empty(),
+        "after bring-up to OP:\n{}",
+        differ.join("\n")
+    );
 }
 
 #[tokio::test]

@@ -166,6 +166,88 @@ async fn states_op_brings_the_reference_bus_to_op() {
     }
 }
 
+/// `states --dc-cycle` configures the SYNC signals from the SII's DC modes, `--dc-mode`
+/// chooses per position, `--watchdog` sets the SyncManager watchdog.
+#[tokio::test]
+async fn states_with_a_dc_cycle_configures_sync_signals() {
+    let (out, result, bus) = ferrocat_reference(&[
+        "states",
+        "SAFEOP",
+        "--dc-cycle",
+        "500us",
+        "--dc-mode",
+        "4=DCIN",
+        "--dc-mode",
+        "6=off",
+        "--dc-drift-frames",
+        "100",
+        "--watchdog",
+        "20ms",
+    ])
+    .await;
+    result.expect("SAFE-OP");
+    assert!(out.lines().all(|l| l.ends_with(" SAFEOP")), "{out}");
+    let bus = bus.expect("bus opened");
+    let seg = bus.segment();
+    let unit = |i: usize| {
+        let esc = seg.terminal(i).expect("terminal");
+        let n = |a: u16, len: u16| {
+            (0..len).fold(0u64, |v, k| v | u64::from(esc.peek(a + k)) << (8 * k))
+        };
+        (
+            esc.peek(0x0980),
+            esc.peek(0x0981),
+            n(0x09A0, 4),
+            n(0x09A4, 4),
+            n(0x0990, 8),
+            n(0x0420, 2),
+        )
+    };
+    // EL3164 "DCIN": SYNC0 100 µs before the grid, SYNC1 25 µs after SYNC0.
+    let (cuc, act, c0, c1, start, wd) = unit(4);
+    assert_eq!((cuc, act, c0, c1), (0, 0x07, 500_000, 25_000));
+    assert_eq!(start % 500_000, 400_000, "shifted by -100 µs");
+    assert_eq!(wd, 200, "20 ms in 100 µs units");
+    // EL4104 in its default DC mode, the EL7041 without SYNC.
+    let (_, act, c0, c1, _, _) = unit(5);
+    assert_eq!((act, c0, c1), (0x07, 500_000, 100_000));
+    assert_eq!(unit(6).1, 0, "EL7041 SYNC off");
+}
+
+/// A DC mode that the terminal does not have is a configuration error naming the modes
+/// it has; nothing is brought up.
+#[tokio::test]
+async fn states_refuses_an_unknown_dc_mode() {
+    let (_, result, bus) = ferrocat(&[
+        "states",
+        "OP",
+        "--dc-cycle",
+        "1ms",
+        "--dc-mode",
+        "6=DcSync2",
+    ])
+    .await;
+    let e = result.expect_err("EL7041 has no mode DcSync2");
+    assert_eq!(e.exit, Exit::Config);
+    assert_eq!(
+        e.message,
+        "terminal 0x1007 has no DC mode \"DcSync2\" (its SII lists \"Synchron\" (#0), \"DC\" (#1))"
+    );
+    let bus = bus.expect("bus opened");
+    let state = format!(
+        "{:?}",
+        bus.segment().terminal(6).expect("EL7041").al_state()
+    );
+    assert_eq!(
+        state.to_uppercase().replace('_', ""),
+        "PREOP",
+        "stopped before SAFE-OP"
+    );
+    // A mode without a cycle is a usage error.
+    let (_, result, _) = ferrocat(&["states", "OP", "--dc-mode", "off"]).await;
+    assert_eq!(result.expect_err("needs --dc-cycle").exit, Exit::Usage);
+}
+
 #[tokio::test]
 async fn states_of_one_terminal_leaves_the_others() {
     let (out, result, bus) = ferrocat(&["states", "-s", "0x1003", "preop"]).await;
@@ -370,6 +452,39 @@ async fn states_boot_uses_the_bootstrap_mailbox() {
     let sm0 = &el7041.sm_configs()[0];
     // The EL7041's SII: bootstrap receive mailbox at 0x1000, 244 bytes.
     assert_eq!((sm0.start, sm0.length), (0x1000, 244));
+}
+
+/// BOOT asked of a terminal whose SII has no bootstrap mailbox is refused, naming it,
+/// before any AL control write.
+#[tokio::test]
+async fn states_boot_of_a_terminal_without_bootstrap_is_refused() {
+    let (out, result, bus) = ferrocat(&["states", "-p", "1", "BOOT"]).await;
+    let e = result.expect_err("the EL2004 has no bootstrap mailbox");
+    assert_eq!(e.exit, Exit::Unavailable);
+    assert_eq!(
+        e.message,
+        "terminal 0x1002 (EL2004 4K. Dig. Ausgang 24V, 0.5A) does not offer BOOT: its SII has no bootstrap mailbox (words 0x14..0x17)"
+    );
+    assert!(out.is_empty(), "{out}");
+    {
+        let bus = bus.expect("bus opened");
+        let seg = bus.segment();
+        let el2004 = seg.terminal(1).expect("EL2004");
+        assert_eq!(format!("{:?}", el2004.al_state()).to_uppercase(), "INIT");
+        assert_eq!(el2004.peek(0x0120), 0, "AL control never written");
+    }
+    // All terminals: the first one without BOOT is named; the EL7041, which offers it,
+    // is not moved either.
+    let (_, result, bus) = ferrocat(&["states", "BOOT"]).await;
+    let e = result.expect_err("the EK1100 has no bootstrap mailbox");
+    assert!(
+        e.message.starts_with("terminal 0x1001 (EK1100"),
+        "{}",
+        e.message
+    );
+    let bus = bus.expect("bus opened");
+    let seg = bus.segment();
+    assert_eq!(seg.terminal(6).expect("EL7041").peek(0x0120), 0);
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 mod master_support;
 
 use ferrocat::ethercat::al::AlState;
-use ferrocat::ethercat::master::{DcOptions, Master, ScanOptions};
+use ferrocat::ethercat::master::{BringUpOptions, DcOptions, Master, ScanOptions};
 use ferrocat::ethercat::registers;
 use ferrocat::ethercat::sii::bulk::read_images;
 use ferrocat::ethercat::sii::{Eeprom, EepromOptions};
@@ -83,7 +83,7 @@ async fn distributed_clocks_agree_after_setup() {
         .expect("scan");
     m.configure_dc(&DcOptions {
         drift_frames: 500,
-        sync0: None,
+        ..DcOptions::default()
     })
     .await
     .expect("DC");
@@ -201,44 +201,183 @@ async fn reference_bus_reaches_op_with_safe_outputs() {
     }
 }
 
+/// The SYNC unit of a simulated terminal: cyclic unit control (0x0980), activation
+/// (0x0981), SYNC0 cycle (0x09A0), SYNC1 cycle (0x09A4), start time (0x0990).
+fn sync_unit(esc: &ferrocat_sim::esc::Esc) -> (u8, u8, u32, u32, u64) {
+    let bytes = |a: u16, n: u16| -> u64 {
+        (0..n).fold(0, |v, i| v | u64::from(esc.peek(a + i)) << (8 * i))
+    };
+    (
+        esc.peek(registers::DC_CYCLIC_UNIT_CONTROL),
+        esc.peek(registers::DC_ACTIVATION),
+        bytes(registers::DC_SYNC0_CYCLE, 4) as u32,
+        bytes(registers::DC_SYNC1_CYCLE, 4) as u32,
+        bytes(registers::DC_START_TIME, 8),
+    )
+}
+
+/// Bring-up to SAFE-OP with a 1 ms bus cycle: every terminal whose SII lists DC modes
+/// gets the SYNC settings of its first mode that starts SYNC0, AssignActivate, SYNC1
+/// shift and all; the first pulses lie on one 1 ms grid.
 #[tokio::test]
-async fn sync0_is_configured_where_the_sii_describes_dc_modes() {
+async fn bring_up_configures_sync_signals_as_the_sii_dc_modes_say() {
     let (t, bus) = reference_transport(6);
     let mut m = Master::scan(t, &ScanOptions::default())
         .await
         .expect("scan");
+    m.set_bring_up_options(BringUpOptions {
+        dc: Some(DcOptions {
+            drift_frames: 200,
+            sync_cycle: Some(std::time::Duration::from_millis(1)),
+            modes: Vec::new(),
+        }),
+        ..BringUpOptions::default()
+    });
+    m.request_state(AlState::SafeOp, None)
+        .await
+        .expect("SAFE-OP with SYNC signals");
+    // EL3164 "DC": 0x0700, SYNC1 25 µs after SYNC0; EL4104 "DC": 0x0700, SYNC1 100 µs
+    // after; EL7041 "DC": 0x0300 (their first modes, "Synchron", start no SYNC0). The
+    // others have no DC modes and are left alone.
+    let want: [(u8, u8, u32, u32); 7] = [
+        (0, 0, 0, 0),
+        (0, 0, 0, 0),
+        (0, 0, 0, 0),
+        (0, 0, 0, 0),
+        (0x00, 0x07, 1_000_000, 25_000),
+        (0x00, 0x07, 1_000_000, 100_000),
+        (0x00, 0x03, 1_000_000, 0),
+    ];
+    let seg = bus.segment();
+    let mut starts = Vec::new();
+    for (i, want) in want.iter().enumerate() {
+        let (cuc, act, c0, c1, start) = sync_unit(seg.terminal(i).expect("terminal"));
+        assert_eq!((cuc, act, c0, c1), *want, "SYNC unit of terminal {i}");
+        if act != 0 {
+            assert_eq!(start % 1_000_000, 0, "terminal {i} starts on the 1 ms grid");
+            starts.push(start);
+        }
+        let recorded = m.terminals()[i]
+            .dc_sync
+            .map(|s| (s.assign_activate, s.mode));
+        let expected = (act != 0).then(|| (u16::from(act) << 8 | u16::from(cuc), 1));
+        assert_eq!(recorded, expected, "settings of terminal {i}");
+    }
+    assert_eq!(starts.len(), 3);
+    assert!(
+        starts.windows(2).all(|w| w[0] == w[1]),
+        "one grid: {starts:?}"
+    );
+    assert!(
+        m.terminals()
+            .iter()
+            .all(|t| t.status.state() == Some(AlState::SafeOp))
+    );
+}
+
+/// A DC mode chosen by name: the EL2262's oversampling mode keeps the latch-unit bits of
+/// 0x0980 and the SYNC1 bit, divides the cycle by eight; a mode a terminal lacks is
+/// refused before any register is written.
+#[tokio::test]
+async fn a_chosen_dc_mode_sets_every_assign_activate_bit_and_cycle() {
+    let (t, bus) = sim_transport(&["ek1100", "el2262", "el7041"], 10);
+    let mut m = Master::scan(t, &ScanOptions::default())
+        .await
+        .expect("scan");
+    let err = m
+        .configure_dc(&DcOptions {
+            drift_frames: 10,
+            sync_cycle: Some(std::time::Duration::from_millis(1)),
+            modes: vec!["1=DcSync9".parse().expect("selection")],
+        })
+        .await
+        .expect_err("no such mode");
+    assert_eq!(
+        err.to_string(),
+        "terminal 0x1002 has no DC mode \"DcSync9\" (its SII lists \"DcSync\" (#0), \"DcSync2\" (#1), \"DcSync_1\" (#2), \"DcSync2_1\" (#3))"
+    );
+    assert_eq!(sync_unit(bus.segment().terminal(2).expect("EL7041")).1, 0);
     m.configure_dc(&DcOptions {
-        drift_frames: 200,
-        sync0: Some(std::time::Duration::from_micros(1000)),
+        drift_frames: 10,
+        sync_cycle: Some(std::time::Duration::from_millis(1)),
+        modes: vec!["1=DcSync2".parse().expect("selection")],
     })
     .await
-    .expect("DC with SYNC0");
-    let with_modes: Vec<usize> = m
-        .terminals()
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| {
-            t.dc_delay_ns.is_some() && t.sii.as_ref().is_some_and(|s| !s.dc_modes.is_empty())
-        })
-        .map(|(i, _)| i)
-        .collect();
-    assert!(!with_modes.is_empty(), "the EL7041 describes DC modes");
+    .expect("DC with SYNC");
     let seg = bus.segment();
-    for i in 0..REFERENCE.len() {
-        let esc = seg.terminal(i).expect("terminal");
-        let activation = esc.peek(registers::DC_ACTIVATION);
-        let cycle = u32::from_le_bytes([
-            esc.peek(registers::DC_SYNC0_CYCLE),
-            esc.peek(registers::DC_SYNC0_CYCLE + 1),
-            esc.peek(registers::DC_SYNC0_CYCLE + 2),
-            esc.peek(registers::DC_SYNC0_CYCLE + 3),
-        ]);
-        if with_modes.contains(&i) {
-            assert_eq!(activation, 0x03, "cyclic + SYNC0 active on terminal {i}");
-            assert_eq!(cycle, 1_000_000, "SYNC0 cycle of terminal {i}");
-        } else {
-            assert_eq!(activation, 0, "no SYNC0 on terminal {i}");
+    let (cuc, act, c0, c1, _) = sync_unit(seg.terminal(1).expect("EL2262"));
+    assert_eq!((cuc, act, c0, c1), (0x30, 0x07, 125_000, 875_000));
+    let (cuc, act, c0, c1, _) = sync_unit(seg.terminal(2).expect("EL7041"));
+    assert_eq!((cuc, act, c0, c1), (0x00, 0x03, 1_000_000, 0));
+}
+
+/// Names of the spans opened while a future runs on this thread.
+#[derive(Clone, Default)]
+struct SpanNames(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanNames {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(attrs.metadata().name().to_owned());
         }
+    }
+}
+
+/// Bring-up to SAFE-OP sets up distributed clocks (offsets and delays written, each step
+/// in its span) and the watchdogs; without DC the DC registers stay untouched.
+#[tokio::test]
+async fn bring_up_to_safeop_sets_up_dc_and_watchdogs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    for dc in [true, false] {
+        let (t, bus) = reference_transport(11 + u32::from(dc));
+        let mut m = Master::scan(t, &ScanOptions::default())
+            .await
+            .expect("scan");
+        m.set_bring_up_options(BringUpOptions {
+            dc: dc.then(|| DcOptions {
+                drift_frames: 100,
+                ..DcOptions::default()
+            }),
+            watchdog: Some(std::time::Duration::from_millis(50)),
+        });
+        let names = SpanNames::default();
+        let subscriber = tracing_subscriber::registry().with(names.clone());
+        let _guard = tracing::subscriber::set_default(subscriber);
+        m.request_state(AlState::SafeOp, None)
+            .await
+            .expect("SAFE-OP");
+        let names = names.0.lock().expect("span names").clone();
+        for step in ["request_state", "process_data", "watchdogs"] {
+            assert!(names.iter().any(|n| n == step), "{step} span in {names:?}");
+        }
+        for step in ["dc", "dc_delays", "dc_drift"] {
+            assert_eq!(
+                names.iter().any(|n| n == step),
+                dc,
+                "{step} span (DC {dc}) in {names:?}"
+            );
+        }
+        let seg = bus.segment();
+        let mut with_offset = 0;
+        for (i, term) in m.terminals().iter().enumerate() {
+            let esc = seg.terminal(i).expect("terminal");
+            let word = |a: u16| u16::from_le_bytes([esc.peek(a), esc.peek(a + 1)]);
+            assert_eq!(word(registers::WATCHDOG_TIME_PROCESS_DATA), 500, "50 ms");
+            let offset = (0..8).fold(0u64, |v, k| {
+                v | u64::from(esc.peek(registers::DC_SYSTEM_TIME_OFFSET + k)) << (8 * k)
+            });
+            if offset != 0 {
+                with_offset += 1;
+            }
+            assert_eq!(term.dc_delay_ns.is_some(), offset != 0, "terminal {i}");
+        }
+        // Six of the seven have a system time (the EL2828 has receive times only).
+        assert_eq!(with_offset, if dc { 6 } else { 0 }, "offsets (DC {dc})");
     }
 }
 
@@ -352,5 +491,102 @@ async fn sii_of_all_terminals_read_together_matches_one_by_one() {
     assert_eq!(
         e.to_string(),
         "EEPROM interface of terminal 0x7777: read of register 0x0500 on terminal 0x7777: working counter 0, expected 1"
+    );
+}
+
+/// Drift of each reference terminal's clock in ppm (the EL7041's as in
+/// configs/sim/reference.toml); the EK1100, the reference clock, keeps time.
+const DRIFT_PPM: [f64; 7] = [0.0, -20.0, 0.0, 10.0, 30.0, -5.0, 15.0];
+
+/// Simulated time per frame the master sends: the drift frames come once a millisecond.
+/// (The simulated ESC adjusts its clock's speed from each single compare, in whole ns:
+/// compares microseconds apart would quantise the speed to tens of ppm.)
+const STEP_NS: u64 = 1_000_000;
+
+/// The spread (max − min, ns) of the delay-corrected system times of the terminals with
+/// a system time, read in one frame `after_ns` of simulated time after DC start-up with
+/// `drift_frames` frames of static drift compensation.
+async fn spread_after(drift_frames: usize, after_ns: u64, pid: u32) -> i128 {
+    let paths: Vec<String> = REFERENCE.iter().map(|n| eeprom(n)).collect();
+    let mut segment =
+        ferrocat_sim::segment::Segment::from_eeprom_files(&paths).expect("test EEPROMs load");
+    segment.set_wire_time(ferrocat_sim::wiretime::WireTime::realistic());
+    for (i, ppm) in DRIFT_PPM.iter().enumerate() {
+        segment
+            .terminal_mut(i)
+            .expect("terminal")
+            .set_drift_ppm(*ppm);
+    }
+    let (link, bus) = stepped_link(segment, STEP_NS);
+    let t = ferrocat::ethercat::transport::Transport::spawn(
+        link,
+        ferrocat::ethercat::transport::TransportConfig {
+            identity: ferrocat::ethercat::transport::identity_for_pid(pid),
+            ..Default::default()
+        },
+    );
+    let mut m = Master::scan(t.clone(), &ScanOptions::default())
+        .await
+        .expect("scan");
+    m.configure_dc(&DcOptions {
+        drift_frames,
+        ..DcOptions::default()
+    })
+    .await
+    .expect("DC");
+    bus.clock().advance_ns(after_ns);
+    let dc: Vec<(u16, u32)> = m
+        .terminals()
+        .iter()
+        .filter_map(|t| Some((t.station, t.dc_delay_ns?)))
+        .collect();
+    assert_eq!(dc.len(), 6, "six terminals with a system time");
+    let reply = t
+        .exchange(
+            dc.iter()
+                .map(|&(station, _)| {
+                    DatagramRepr::new(
+                        Command::Fprd,
+                        Address::Station {
+                            station,
+                            register: registers::DC_SYSTEM_TIME,
+                        },
+                        vec![0; 8],
+                    )
+                })
+                .collect(),
+        )
+        .await
+        .expect("system times");
+    let times: Vec<i128> = reply
+        .iter()
+        .zip(&dc)
+        .map(|(d, &(_, delay))| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&d.data);
+            i128::from(u64::from_le_bytes(b)) - i128::from(delay)
+        })
+        .collect();
+    println!("drift frames {drift_frames}: corrected system times {times:?}");
+    times.iter().max().unwrap_or(&0) - times.iter().min().unwrap_or(&0)
+}
+
+/// Static drift compensation brings drifting clocks (−20..+30 ppm) into step: a second
+/// of simulated time later they still agree within a microsecond, while without it
+/// they are tens of microseconds apart. Simulated time passes only with the master's
+/// frames and the test's own step, so the figures do not depend on the machine.
+#[tokio::test]
+async fn drift_compensation_keeps_drifting_clocks_together() {
+    const SECOND: u64 = 1_000_000_000;
+    let without = spread_after(0, SECOND, 13).await;
+    let with = spread_after(2000, SECOND, 14).await;
+    println!("spread after 1 s: {without} ns without compensation, {with} ns with");
+    assert!(
+        without > 40_000,
+        "50 ppm apart: {without} ns after a second"
+    );
+    assert!(
+        with < 1_000,
+        "{with} ns after a second despite compensation"
     );
 }

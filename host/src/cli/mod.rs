@@ -460,6 +460,8 @@ impl From<MasterError> for CliError {
             }
             MasterError::Pdo(_) | MasterError::ProcessImage(_) => Exit::Protocol,
             MasterError::Hook { .. } => Exit::Software,
+            MasterError::Sync(_) => Exit::Config,
+            MasterError::BootNotOffered { .. } => Exit::Unavailable,
         };
         CliError::new(exit, e.to_string())
     }

@@ -1,7 +1,11 @@
-//! `ferrocat states`: request an AL state of all terminals or of one.
+//! `ferrocat states`: request an AL state of all terminals or of one, with the bring-up
+//! options (distributed clocks, SYNC signals, watchdog) that `capture` shares.
 
 use super::{CliError, Context, TerminalSelector};
 use crate::ethercat::al::{self, AlState};
+use crate::ethercat::dc::DcModeSelection;
+use crate::ethercat::master::{BringUpOptions, DcOptions};
+use std::time::Duration;
 
 /// Request an AL state (INIT, PREOP, BOOT, SAFEOP, OP).
 ///
@@ -9,13 +13,21 @@ use crate::ethercat::al::{self, AlState};
 /// SAFEOP → OP; down in one step; BOOT only through INIT), each with the ESI default
 /// timeout. A refusal prints the terminal's AL status code and its meaning.
 ///
+/// On the way to SAFEOP (all terminals together) the process data, the SyncManager
+/// watchdogs and distributed clocks are set up; with --dc-cycle the SYNC0/SYNC1 signals
+/// of every terminal follow the DC mode its SII describes (the first mode that starts
+/// SYNC0 unless --dc-mode chooses another).
+///
 /// Examples:
 ///   ferrocat -i eth1 states PREOP           all terminals to PRE-OP
+///   ferrocat -i eth1 states OP --dc-cycle 1ms   OP with SYNC signals every millisecond
+///   ferrocat -i eth1 states OP --dc-cycle 1ms --dc-mode 3=DcSync2   terminal 3 oversamples
+///   ferrocat -i eth1 states OP --no-dc --watchdog 0   no DC, watchdogs off
 ///   ferrocat -i eth1 states -p 3 INIT       only the terminal at position 3
 ///   ferrocat -i eth1 states BOOT -s 0x1002  firmware update mode (via INIT)
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Terminals are walked through the allowed transitions one at a time (INIT → PREOP →\nSAFEOP → OP; down in one step; BOOT only through INIT), each with the ESI default\ntimeout. A refusal prints the terminal's AL status code and its meaning.\n\nExamples:\n  ferrocat -i eth1 states PREOP           all terminals to PRE-OP\n  ferrocat -i eth1 states -p 3 INIT       only the terminal at position 3\n  ferrocat -i eth1 states BOOT -s 0x1002  firmware update mode (via INIT)"
+    after_help = "Terminals are walked through the allowed transitions one at a time (INIT → PREOP →\nSAFEOP → OP; down in one step; BOOT only through INIT), each with the ESI default\ntimeout. A refusal prints the terminal's AL status code and its meaning.\n\nOn the way to SAFEOP (all terminals together) the process data, the SyncManager\nwatchdogs and distributed clocks are set up; with --dc-cycle the SYNC0/SYNC1 signals\nof every terminal follow the DC mode its SII describes (the first mode that starts\nSYNC0 unless --dc-mode chooses another).\n\nExamples:\n  ferrocat -i eth1 states PREOP           all terminals to PRE-OP\n  ferrocat -i eth1 states OP --dc-cycle 1ms   OP with SYNC signals every millisecond\n  ferrocat -i eth1 states OP --dc-cycle 1ms --dc-mode 3=DcSync2   terminal 3 oversamples\n  ferrocat -i eth1 states OP --no-dc --watchdog 0   no DC, watchdogs off\n  ferrocat -i eth1 states -p 3 INIT       only the terminal at position 3\n  ferrocat -i eth1 states BOOT -s 0x1002  firmware update mode (via INIT)"
 )]
 pub struct Args {
     /// Which terminal (default: all).
@@ -24,16 +36,96 @@ pub struct Args {
     /// The state to reach.
     #[arg(value_name = "STATE", value_parser = parse_state)]
     pub state: AlState,
+    /// What bring-up sets up on the way to SAFEOP.
+    #[command(flatten)]
+    pub bring_up: BringUpArgs,
+}
+
+/// Options of bring-up to SAFE-OP: distributed clocks, SYNC signals, watchdog.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BringUpArgs {
+    /// Do not set up distributed clocks on the way to SAFEOP.
+    #[arg(long, conflicts_with_all = ["dc_cycle", "dc_mode"])]
+    pub no_dc: bool,
+    /// Bus cycle for the SYNC signals (e.g. 1ms, 250us, 1000000 = ns): configures SYNC0
+    /// (and SYNC1) of every terminal whose SII lists DC modes.
+    #[arg(long, value_name = "TIME", value_parser = parse_ns)]
+    pub dc_cycle: Option<Duration>,
+    /// DC mode of the terminals: MODE (every terminal that has it) or POS=MODE; MODE is
+    /// a name from the SII (see `ferrocat sii`), its number (0 = first), auto or off.
+    /// May be repeated; needs --dc-cycle.
+    #[arg(long, value_name = "[POS=]MODE", requires = "dc_cycle")]
+    pub dc_mode: Vec<DcModeSelection>,
+    /// Frames of static drift compensation.
+    #[arg(long, value_name = "N", default_value_t = DcOptions::default().drift_frames)]
+    pub dc_drift_frames: usize,
+    /// SyncManager watchdog of every terminal, written on the way to SAFEOP (e.g. 100ms,
+    /// 0 = off; a bare number is milliseconds).
+    #[arg(long, value_name = "TIME", value_parser = parse_ms, default_value = "100ms")]
+    pub watchdog: Duration,
+}
+
+impl BringUpArgs {
+    /// The distributed-clock options, `None` with `--no-dc`.
+    pub fn dc(&self) -> Option<DcOptions> {
+        (!self.no_dc).then(|| DcOptions {
+            drift_frames: self.dc_drift_frames,
+            sync_cycle: self.dc_cycle,
+            modes: self.dc_mode.clone(),
+        })
+    }
+
+    /// The options for [`crate::ethercat::master::Master::set_bring_up_options`].
+    pub fn options(&self) -> BringUpOptions {
+        BringUpOptions {
+            dc: self.dc(),
+            watchdog: Some(self.watchdog),
+        }
+    }
 }
 
 fn parse_state(s: &str) -> Result<AlState, String> {
     s.parse()
 }
 
+/// A duration with an optional unit (ns, us, ms, s); a bare number is in `unit_ns`.
+fn parse_duration(s: &str, unit_ns: u64) -> Result<Duration, String> {
+    let t = s.trim().replace('_', "");
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let scale = match unit {
+        "" => unit_ns,
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ns, us, ms, s)")),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|e| format!("{s:?} is not a time (a number with ns, us, ms or s): {e}"))?;
+    n.checked_mul(scale)
+        .map(Duration::from_nanos)
+        .ok_or_else(|| format!("{s} is too long"))
+}
+
+fn parse_ns(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s, 1)?;
+    if d.is_zero() {
+        return Err("a bus cycle of 0".into());
+    }
+    Ok(d)
+}
+
+fn parse_ms(s: &str) -> Result<Duration, String> {
+    parse_duration(s, 1_000_000)
+}
+
 /// Run `ferrocat states`.
 pub async fn run(args: Args, ctx: &mut Context) -> Result<(), CliError> {
     let json = ctx.json();
     let master = ctx.master().await?;
+    master.set_bring_up_options(args.bring_up.options());
     if args.select.is_set() {
         let stations: Vec<u16> = args
             .select
@@ -41,6 +133,9 @@ pub async fn run(args: Args, ctx: &mut Context) -> Result<(), CliError> {
             .iter()
             .map(|t| t.station)
             .collect();
+        if args.state == AlState::Boot {
+            master.check_boot_offered(&stations)?;
+        }
         for &station in &stations {
             let from = al::status(master.transport(), station).await?;
             for step in al::path(from.state().unwrap_or(AlState::Init), args.state) {
@@ -73,4 +168,21 @@ pub async fn run(args: Args, ctx: &mut Context) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_take_units() {
+        assert_eq!(parse_ns("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(parse_ns("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_ns("1000000"), Ok(Duration::from_millis(1)));
+        assert_eq!(parse_ms("100"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_ms("0"), Ok(Duration::ZERO));
+        assert!(parse_ns("0").is_err());
+        assert!(parse_ns("1h").is_err());
+        assert!(parse_ns("ms").is_err());
+    }
 }

@@ -1,15 +1,18 @@
 //! Distributed clocks at start-up: propagation delays from latched receive times
-//! (topology-aware), system time offsets, static drift compensation, SYNC0
-//! (ETG.1000.4 §9.1, ESC DC registers 0x0900–0x09A7).
+//! (topology-aware), system time offsets, static drift compensation, and SYNC0/SYNC1
+//! following the terminals' SII DC modes (ETG.1000.4 §9.1, ESC DC registers
+//! 0x0900–0x09A7; ETG.2010 table 10).
 //!
-//! The delay computation is pure (receive times in, delays out); the bus steps are thin
-//! functions over the [`Transport`].
+//! The delay computation and the SYNC settings are pure (receive times or SII in, values
+//! out); the bus steps are thin functions over the [`Transport`].
 
 use super::registers;
+use super::sii::SiiImage;
 use super::topology::{Attachment, FORWARDING_ORDER, Ports};
-use super::transport::{Transport, TransportError, expect_wkc};
+use super::transport::{Transport, TransportError};
 use super::wire::{Address, Command, DatagramRepr};
-use std::time::{Duration, SystemTime};
+use serde::Serialize;
+use std::time::SystemTime;
 
 /// Seconds from the Unix epoch to the EtherCAT epoch, 2000-01-01 00:00:00 UTC
 /// (ETG.1000.4 §9.1.3: system time counts ns since then).
@@ -199,36 +202,419 @@ pub async fn compensate_drift(
     Ok(())
 }
 
-/// Configure SYNC0 of terminal `station`: cycle `cycle`, first pulse at system time
-/// `start` (ns since 2000), then activate cyclic operation and SYNC0
-/// (ETG.1000.4 tables 71, 75, 76).
-pub async fn configure_sync0(
+/// Lead time from reading the reference clock to the first SYNC pulse: enough for the
+/// register writes of every terminal to arrive before it (a start time in the past would
+/// only fire after the 64-bit system time wraps).
+pub const SYNC_START_LEAD_NS: u64 = 100_000_000;
+
+/// Activation bits (register 0x0981, the high byte of AssignActivate) a DC mode needs to
+/// produce SYNC0 pulses: cyclic operation and SYNC0 (ETG.1000.4 table 71).
+const SYNC0_ACTIVATION: u8 = registers::dc_activation::CYCLIC | registers::dc_activation::SYNC0;
+
+/// Which of a terminal's SII DC modes (ETG.2010 table 10, the ESI's `Dc/OpMode`) its
+/// SYNC signals follow.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DcModeChoice {
+    /// The first mode whose AssignActivate starts cyclic operation and SYNC0; no SYNC
+    /// signals if no mode does (the terminal runs free or SyncManager-synchronous).
+    #[default]
+    Auto,
+    /// No SYNC signals: activation 0.
+    Off,
+    /// The mode with this name (case-insensitive), e.g. `DcSync2`.
+    Named(String),
+    /// The mode at this place of the SII DC category (0 is the first).
+    Index(usize),
+}
+
+impl std::str::FromStr for DcModeChoice {
+    type Err = String;
+
+    /// `auto`, `off`, a number (the mode's place in the SII) or a mode name.
+    fn from_str(s: &str) -> Result<DcModeChoice, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("an empty DC mode (give a name, a number, auto or off)".into());
+        }
+        Ok(if s.eq_ignore_ascii_case("auto") {
+            DcModeChoice::Auto
+        } else if s.eq_ignore_ascii_case("off") {
+            DcModeChoice::Off
+        } else if let Ok(i) = s.parse::<usize>() {
+            DcModeChoice::Index(i)
+        } else {
+            DcModeChoice::Named(s.to_owned())
+        })
+    }
+}
+
+impl std::fmt::Display for DcModeChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DcModeChoice::Auto => f.write_str("auto"),
+            DcModeChoice::Off => f.write_str("off"),
+            DcModeChoice::Named(n) => write!(f, "{n:?}"),
+            DcModeChoice::Index(i) => write!(f, "#{i}"),
+        }
+    }
+}
+
+/// A DC mode choice for one terminal (by bus position) or for all.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DcModeSelection {
+    /// The terminal's position; `None`: every terminal that has the mode.
+    pub position: Option<u16>,
+    /// The choice.
+    pub choice: DcModeChoice,
+}
+
+impl std::str::FromStr for DcModeSelection {
+    type Err = String;
+
+    /// `MODE` (all terminals) or `POS=MODE` (the terminal at position POS).
+    fn from_str(s: &str) -> Result<DcModeSelection, String> {
+        match s.split_once('=') {
+            Some((pos, mode)) => Ok(DcModeSelection {
+                position: Some(
+                    pos.trim()
+                        .parse()
+                        .map_err(|e| format!("{pos:?} in {s:?} is not a position: {e}"))?,
+                ),
+                choice: mode.parse()?,
+            }),
+            None => Ok(DcModeSelection {
+                position: None,
+                choice: s.parse()?,
+            }),
+        }
+    }
+}
+
+/// The SYNC signal settings of one terminal (ESC registers 0x0980..0x09A7), from one of
+/// its SII DC modes and the bus cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SyncSettings {
+    /// The mode's place in the SII DC category.
+    pub mode: usize,
+    /// AssignActivate: the low byte goes to 0x0980 (cyclic unit control: which latch and
+    /// SYNC units the PDI owns), the high byte to 0x0981 (activation: cyclic operation,
+    /// SYNC0, SYNC1; ETG.1000.4 tables 70, 71).
+    pub assign_activate: u16,
+    /// SYNC0 cycle time in ns (0x09A0).
+    pub sync0_cycle_ns: u32,
+    /// The SYNC1 cycle time register in ns (0x09A4): time from a SYNC0 pulse to the SYNC1
+    /// pulse; the ESC starts the next SYNC1 interval with the SYNC0 pulse after it.
+    pub sync1_cycle_ns: u32,
+    /// Shift of the SYNC0 pulses from the bus cycle grid, ns (the mode's ShiftTimeSync0).
+    pub shift_ns: i32,
+}
+
+/// Why the SYNC signals of the terminals cannot be configured as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// The terminal has no mode the choice names.
+    #[error("terminal 0x{station:04x} has no DC mode {choice} (its SII lists {available})")]
+    NoSuchMode {
+        /// The terminal.
+        station: u16,
+        /// What was asked for.
+        choice: DcModeChoice,
+        /// The modes it has, by place and name.
+        available: String,
+    },
+    /// A choice for all terminals that no terminal has.
+    #[error("no terminal has a DC mode {choice}")]
+    UnusedChoice {
+        /// What was asked for.
+        choice: DcModeChoice,
+    },
+    /// A choice for a position where there is no terminal with DC modes.
+    #[error("no terminal with DC modes at position {position}")]
+    NoTerminal {
+        /// The position.
+        position: u16,
+    },
+    /// The mode divides the bus cycle into a fraction of a nanosecond.
+    #[error(
+        "terminal 0x{station:04x}, DC mode {mode}: the bus cycle of {cycle_ns} ns divided by {divisor} (its SYNC0 cycle factor) is not a whole number of ns"
+    )]
+    InexactCycle {
+        /// The terminal.
+        station: u16,
+        /// The mode's name or place.
+        mode: String,
+        /// The bus cycle.
+        cycle_ns: u64,
+        /// The divisor.
+        divisor: u32,
+    },
+    /// A cycle time that does not fit its 32-bit register.
+    #[error(
+        "terminal 0x{station:04x}, DC mode {mode}: {what} would be {ns} ns, outside the 32-bit register"
+    )]
+    OutOfRange {
+        /// The terminal.
+        station: u16,
+        /// The mode's name or place.
+        mode: String,
+        /// Which time.
+        what: &'static str,
+        /// The value.
+        ns: i128,
+    },
+    /// A bus cycle of zero.
+    #[error("a SYNC bus cycle of 0 ns")]
+    ZeroCycle,
+}
+
+/// How a mode is named in messages: its SII name, else its place.
+pub fn mode_label(sii: &SiiImage, index: usize) -> String {
+    let name = sii.dc_modes.get(index).and_then(|m| sii.text(m.name_index));
+    match name {
+        Some(n) => format!("{n:?} (#{index})"),
+        None => format!("#{index}"),
+    }
+}
+
+/// The mode `choice` picks among the DC modes of `sii`; `Ok(None)`: no SYNC signals.
+pub fn choose_mode(
+    station: u16,
+    sii: &SiiImage,
+    choice: &DcModeChoice,
+) -> Result<Option<usize>, SyncError> {
+    let modes = &sii.dc_modes;
+    let found = match choice {
+        DcModeChoice::Off => return Ok(None),
+        DcModeChoice::Auto => {
+            return Ok(modes.iter().position(|m| {
+                (m.assign_activate >> 8) as u8 & SYNC0_ACTIVATION == SYNC0_ACTIVATION
+            }));
+        }
+        DcModeChoice::Index(i) => (*i < modes.len()).then_some(*i),
+        DcModeChoice::Named(name) => modes.iter().position(|m| {
+            sii.text(m.name_index)
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        }),
+    };
+    match found {
+        Some(i) => Ok(Some(i)),
+        None => Err(SyncError::NoSuchMode {
+            station,
+            choice: choice.clone(),
+            available: if modes.is_empty() {
+                "none".into()
+            } else {
+                (0..modes.len())
+                    .map(|i| mode_label(sii, i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        }),
+    }
+}
+
+/// The SYNC settings of DC mode `index` of `sii` for a bus cycle of `cycle_ns`
+/// (ETG.2000 `Dc/OpMode`, stored as ETG.2010 table 10); `Ok(None)` when the mode starts
+/// no SYNC0 (AssignActivate without cyclic operation and SYNC0: free run).
+///
+/// - SYNC0 cycle: the mode's CycleTimeSync0 if not 0, else the bus cycle times its
+///   SYNC0 factor (a negative factor divides: −8 gives eight SYNC0 pulses per cycle, as
+///   the EL2262's oversampling modes ask; 0 counts as 1).
+/// - SYNC1 (when its activation bit is set) repeats every SYNC0 cycle times a positive
+///   SYNC1 factor, every bus cycle times the magnitude of a negative one, and with each
+///   SYNC0 pulse for 0; it comes ShiftTimeSync1 after the SYNC0 pulse that starts its
+///   interval. Register 0x09A4 holds the time from that SYNC0 pulse: interval − SYNC0
+///   cycle + shift.
+pub fn sync_settings(
+    station: u16,
+    sii: &SiiImage,
+    index: usize,
+    cycle_ns: u64,
+) -> Result<Option<SyncSettings>, SyncError> {
+    let Some(mode) = sii.dc_modes.get(index) else {
+        return Err(SyncError::NoSuchMode {
+            station,
+            choice: DcModeChoice::Index(index),
+            available: format!("{} modes", sii.dc_modes.len()),
+        });
+    };
+    if cycle_ns == 0 {
+        return Err(SyncError::ZeroCycle);
+    }
+    let activation = (mode.assign_activate >> 8) as u8;
+    if activation & SYNC0_ACTIVATION != SYNC0_ACTIVATION {
+        return Ok(None);
+    }
+    let label = || mode_label(sii, index);
+    let fit = |what: &'static str, ns: i128| {
+        u32::try_from(ns).map_err(|_| SyncError::OutOfRange {
+            station,
+            mode: label(),
+            what,
+            ns,
+        })
+    };
+    let bus = i128::from(cycle_ns);
+    let sync0 = if mode.cycle_time_0 != 0 {
+        mode.cycle_time_0
+    } else {
+        match mode.sync0_cycle_factor {
+            f if f < 0 => {
+                let divisor = u32::from(f.unsigned_abs());
+                if cycle_ns % u64::from(divisor) != 0 {
+                    return Err(SyncError::InexactCycle {
+                        station,
+                        mode: label(),
+                        cycle_ns,
+                        divisor,
+                    });
+                }
+                fit("the SYNC0 cycle", bus / i128::from(divisor))?
+            }
+            f => fit("the SYNC0 cycle", bus * i128::from(f.max(1)))?,
+        }
+    };
+    let sync1 = if activation & registers::dc_activation::SYNC1 != 0 {
+        let interval = match mode.sync1_cycle_factor {
+            f if f > 0 => i128::from(sync0) * i128::from(f),
+            f if f < 0 => bus * i128::from(f.unsigned_abs()),
+            _ => i128::from(sync0),
+        };
+        fit(
+            "the SYNC1 cycle register",
+            interval - i128::from(sync0) + i128::from(mode.shift_time_1),
+        )?
+    } else {
+        0
+    };
+    Ok(Some(SyncSettings {
+        mode: index,
+        assign_activate: mode.assign_activate,
+        sync0_cycle_ns: sync0,
+        sync1_cycle_ns: sync1,
+        shift_ns: mode.shift_time_0,
+    }))
+}
+
+/// One terminal whose SYNC signals are to be configured.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncCandidate<'a> {
+    /// Bus position.
+    pub position: u16,
+    /// Station address.
+    pub station: u16,
+    /// Its SII (with at least one DC mode).
+    pub sii: &'a SiiImage,
+}
+
+/// The SYNC settings of every candidate for a bus cycle of `cycle_ns`, following
+/// `selections` (a later selection overrides an earlier one for the terminals it
+/// concerns; terminals no selection concerns, and terminals lacking the mode a selection
+/// for all names, use [`DcModeChoice::Auto`]). `None`: SYNC off. Checked as a whole
+/// before anything is written.
+pub fn plan_sync(
+    candidates: &[SyncCandidate<'_>],
+    selections: &[DcModeSelection],
+    cycle_ns: u64,
+) -> Result<Vec<(u16, Option<SyncSettings>)>, SyncError> {
+    for s in selections {
+        if let Some(position) = s.position {
+            if !candidates.iter().any(|c| c.position == position) {
+                return Err(SyncError::NoTerminal { position });
+            }
+        }
+    }
+    let mut used = vec![false; selections.len()];
+    let mut plan = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        let mut chosen = None;
+        for (k, s) in selections.iter().enumerate().rev() {
+            match s.position {
+                Some(p) if p == c.position => {
+                    chosen = Some(choose_mode(c.station, c.sii, &s.choice)?);
+                    used[k] = true;
+                    break;
+                }
+                None => {
+                    if let Ok(mode) = choose_mode(c.station, c.sii, &s.choice) {
+                        chosen = Some(mode);
+                        used[k] = true;
+                        break;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        let mode = match chosen {
+            Some(m) => m,
+            None => choose_mode(c.station, c.sii, &DcModeChoice::Auto)?,
+        };
+        let settings = match mode {
+            Some(i) => sync_settings(c.station, c.sii, i, cycle_ns)?,
+            None => None,
+        };
+        plan.push((c.station, settings));
+    }
+    if let Some(k) = used.iter().position(|u| !u) {
+        return Err(SyncError::UnusedChoice {
+            choice: selections[k].choice.clone(),
+        });
+    }
+    Ok(plan)
+}
+
+/// The first SYNC pulse of a terminal: the shared start `grid_start` (a multiple of the
+/// bus cycle) shifted by the terminal's SYNC0 shift.
+pub fn sync_start(grid_start: u64, settings: &SyncSettings) -> u64 {
+    grid_start.wrapping_add_signed(i64::from(settings.shift_ns))
+}
+
+/// The shared grid start of the first SYNC pulses: `lead_ns` after `reference_now`,
+/// rounded up to a multiple of the bus cycle.
+pub fn sync_grid_start(reference_now: u64, cycle_ns: u64, lead_ns: u64) -> u64 {
+    let cycle = cycle_ns.max(1);
+    reference_now
+        .saturating_add(lead_ns)
+        .div_ceil(cycle)
+        .saturating_mul(cycle)
+}
+
+/// Switch the SYNC signals of terminal `station` off: 0x0980..0x0981 = 0.
+pub async fn deactivate_sync(transport: &Transport, station: u16) -> Result<(), TransportError> {
+    transport
+        .fpwr(station, registers::DC_CYCLIC_UNIT_CONTROL, &[0, 0])
+        .await
+}
+
+/// Configure the SYNC signals of terminal `station` (ETG.1000.4 tables 70–77): switch
+/// them off, write the SYNC0 and SYNC1 cycle times (0x09A0, 0x09A4) and the start time
+/// `start` (system time of the first pulse, 0x0990), then AssignActivate to
+/// 0x0980..0x0981, which starts cyclic operation.
+///
+/// The pulse length (0x0982) is not the master's to set: the ESC loads it from SII word
+/// 0x0002 and EtherCAT can only read it.
+pub async fn configure_sync(
     transport: &Transport,
     station: u16,
-    cycle: Duration,
+    settings: &SyncSettings,
     start: u64,
 ) -> Result<(), TransportError> {
+    deactivate_sync(transport, station).await?;
+    let mut cycles = settings.sync0_cycle_ns.to_le_bytes().to_vec();
+    cycles.extend_from_slice(&settings.sync1_cycle_ns.to_le_bytes());
     transport
-        .fpwr(station, registers::DC_ACTIVATION, &[0])
-        .await?;
-    let cycle_ns = u32::try_from(cycle.as_nanos()).unwrap_or(u32::MAX);
-    transport
-        .fpwr(station, registers::DC_SYNC0_CYCLE, &cycle_ns.to_le_bytes())
+        .fpwr(station, registers::DC_SYNC0_CYCLE, &cycles)
         .await?;
     transport
         .fpwr(station, registers::DC_START_TIME, &start.to_le_bytes())
         .await?;
-    let reply = transport
-        .datagram(
-            Command::Fpwr,
-            Address::Station {
-                station,
-                register: registers::DC_ACTIVATION,
-            },
-            vec![registers::dc_activation::CYCLIC | registers::dc_activation::SYNC0],
+    transport
+        .fpwr(
+            station,
+            registers::DC_CYCLIC_UNIT_CONTROL,
+            &settings.assign_activate.to_le_bytes(),
         )
-        .await?;
-    expect_wkc(&reply, 1)
+        .await
 }
 
 /// The order in which frames leave a terminal, re-exported for documentation.
@@ -267,6 +653,149 @@ mod tests {
         assert_eq!(o[0], Some(1_000_000 - 1000));
         assert_eq!(o[1].map(|o| o.wrapping_add(5120)), Some(1_000_120));
         assert_eq!(o[2].map(|o| o.wrapping_add(9240)), Some(1_000_240));
+    }
+
+    fn image(name: &str) -> SiiImage {
+        crate::ethercat::sii::testdata::sii(name)
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn auto_picks_the_first_mode_that_starts_sync0() {
+        // EL7041: "Synchron" (AssignActivate 0) then "DC" (0x0300).
+        let el7041 = image("el7041.bin");
+        assert_eq!(choose_mode(1, &el7041, &DcModeChoice::Auto), Ok(Some(1)));
+        let s = sync_settings(1, &el7041, 1, MS).unwrap().unwrap();
+        assert_eq!(
+            s,
+            SyncSettings {
+                mode: 1,
+                assign_activate: 0x0300,
+                sync0_cycle_ns: 1_000_000,
+                sync1_cycle_ns: 0,
+                shift_ns: 0
+            }
+        );
+        // Choosing "Synchron" by name means no SYNC signals.
+        let synchron = choose_mode(1, &el7041, &"synchron".parse().unwrap()).unwrap();
+        assert_eq!(synchron, Some(0));
+        assert_eq!(sync_settings(1, &el7041, 0, MS), Ok(None));
+        assert_eq!(choose_mode(1, &el7041, &DcModeChoice::Off), Ok(None));
+    }
+
+    #[test]
+    fn sync1_follows_its_shift_and_factor() {
+        // EL3164 "DC": 0x0700, SYNC1 factor 0, shift 25 µs: SYNC1 25 µs after each SYNC0.
+        let el3164 = image("el3164.bin");
+        let s = sync_settings(5, &el3164, 1, MS).unwrap().unwrap();
+        assert_eq!(
+            (s.assign_activate, s.sync0_cycle_ns, s.sync1_cycle_ns),
+            (0x0700, 1_000_000, 25_000)
+        );
+        // "DCIN": the SYNC0 pulses shifted 100 µs ahead of the grid.
+        let s = sync_settings(5, &el3164, 2, MS).unwrap().unwrap();
+        assert_eq!(s.shift_ns, -100_000);
+        assert_eq!(sync_start(10 * MS, &s), 10 * MS - 100_000);
+    }
+
+    #[test]
+    fn oversampling_divides_the_cycle_and_keeps_every_assign_activate_bit() {
+        // EL2262 "DcSync2": AssignActivate 0x0730 (latch units to the PDI, cyclic, SYNC0,
+        // SYNC1), SYNC0 factor -8, SYNC1 factor -1: eight SYNC0 pulses per bus cycle and
+        // one SYNC1 per bus cycle, 7/8 of a cycle after the SYNC0 that starts it.
+        let el2262 = image("el2262.bin");
+        let i = choose_mode(3, &el2262, &"DcSync2".parse().unwrap()).unwrap();
+        assert_eq!(i, Some(1));
+        let s = sync_settings(3, &el2262, 1, MS).unwrap().unwrap();
+        assert_eq!(s.assign_activate, 0x0730);
+        assert_eq!(s.sync0_cycle_ns, 125_000);
+        assert_eq!(s.sync1_cycle_ns, 875_000);
+        // A cycle that eight does not divide into whole ns is refused, naming the mode.
+        let e = sync_settings(3, &el2262, 1, 1_000_001).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "terminal 0x0003, DC mode \"DcSync2\" (#1): the bus cycle of 1000001 ns divided by 8 (its SYNC0 cycle factor) is not a whole number of ns"
+        );
+        // A cycle beyond the 32-bit register.
+        let e = sync_settings(3, &el2262, 0, 5_000_000_000).unwrap_err();
+        assert!(matches!(e, SyncError::OutOfRange { .. }), "{e}");
+    }
+
+    #[test]
+    fn unknown_modes_are_refused_with_the_list() {
+        let el7041 = image("el7041.bin");
+        let e = choose_mode(0x1007, &el7041, &"DcSync9".parse().unwrap()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "terminal 0x1007 has no DC mode \"DcSync9\" (its SII lists \"Synchron\" (#0), \"DC\" (#1))"
+        );
+        assert!(choose_mode(0x1007, &el7041, &DcModeChoice::Index(2)).is_err());
+    }
+
+    #[test]
+    fn selections_apply_by_position_then_for_all() {
+        let el7041 = image("el7041.bin");
+        let el2262 = image("el2262.bin");
+        let c = [
+            SyncCandidate {
+                position: 3,
+                station: 0x1004,
+                sii: &el2262,
+            },
+            SyncCandidate {
+                position: 6,
+                station: 0x1007,
+                sii: &el7041,
+            },
+        ];
+        // Nothing chosen: both in their first SYNC0 mode.
+        let plan = plan_sync(&c, &[], MS).unwrap();
+        assert_eq!(plan[0].1.map(|s| s.mode), Some(0));
+        assert_eq!(plan[1].1.map(|s| s.mode), Some(1));
+        // A name for all applies where it exists; a position overrides.
+        let sel: Vec<DcModeSelection> = ["DcSync2", "6=off"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let plan = plan_sync(&c, &sel, MS).unwrap();
+        assert_eq!(plan[0].1.map(|s| s.sync0_cycle_ns), Some(125_000));
+        assert_eq!(plan[1], (0x1007, None));
+        // A name no terminal has, or a position without DC modes, is an error.
+        let e = plan_sync(&c, &["DcSync9".parse().unwrap()], MS).unwrap_err();
+        assert_eq!(e.to_string(), "no terminal has a DC mode \"DcSync9\"");
+        let e = plan_sync(&c, &["2=auto".parse().unwrap()], MS).unwrap_err();
+        assert_eq!(e, SyncError::NoTerminal { position: 2 });
+        // A name given for one position must exist there.
+        let e = plan_sync(&c, &["6=DcSync2".parse().unwrap()], MS).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SyncError::NoSuchMode {
+                    station: 0x1007,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mode_selections_parse() {
+        let s: DcModeSelection = "3=DcSync2".parse().unwrap();
+        assert_eq!(s.position, Some(3));
+        assert_eq!(s.choice, DcModeChoice::Named("DcSync2".into()));
+        let s: DcModeSelection = "1".parse().unwrap();
+        assert_eq!((s.position, s.choice), (None, DcModeChoice::Index(1)));
+        assert_eq!("OFF".parse::<DcModeChoice>(), Ok(DcModeChoice::Off));
+        assert!("x=DC".parse::<DcModeSelection>().is_err());
+        assert!("3=".parse::<DcModeSelection>().is_err());
+    }
+
+    #[test]
+    fn the_grid_starts_on_a_cycle_boundary_after_the_lead() {
+        assert_eq!(sync_grid_start(1_234_567, MS, 100 * MS), 102 * MS);
+        assert_eq!(sync_grid_start(2 * MS, MS, 0), 2 * MS);
     }
 
     /// A junction: terminal 0 with a leaf behind port 3 and another behind port 1.

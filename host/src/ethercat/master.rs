@@ -7,7 +7,7 @@
 
 use super::al::{self, AlError, AlState, AlStatus};
 use super::coe::client::{CoeClient, CoeError};
-use super::dc::{self, Latch};
+use super::dc::{self, DcModeSelection, Latch, SyncCandidate};
 use super::mailbox::client::{Mailbox, MailboxConfig, MailboxError};
 use super::pdo::{self, PdoLayout, ProcessImage, TerminalInput};
 use super::registers::{self, features};
@@ -99,6 +99,8 @@ pub struct Terminal {
     pub status: AlStatus,
     /// Propagation delay from the reference clock, once DC is set up.
     pub dc_delay_ns: Option<u32>,
+    /// The SYNC signals configured during DC setup (`None`: none configured).
+    pub dc_sync: Option<dc::SyncSettings>,
     /// Why the SII could not be read or parsed, if it could not.
     pub sii_error: Option<String>,
     /// The parsed SII.
@@ -143,6 +145,19 @@ pub enum MasterError {
     /// The SyncManager/FMMU configuration could not be planned or written.
     #[error(transparent)]
     ProcessImage(#[from] pdo::ConfigError),
+    /// BOOT was asked of a terminal whose SII offers no bootstrap mailbox.
+    #[error(
+        "terminal 0x{station:04x} ({name}) does not offer BOOT: its SII has no bootstrap mailbox (words 0x14..0x17)"
+    )]
+    BootNotOffered {
+        /// The terminal.
+        station: u16,
+        /// Its name from the SII, or its identity.
+        name: String,
+    },
+    /// The SYNC signals cannot be configured as asked.
+    #[error(transparent)]
+    Sync(#[from] dc::SyncError),
     /// A hook of the caller failed.
     #[error("{step} of terminal 0x{station:04x}: {message}")]
     Hook {
@@ -178,15 +193,47 @@ impl Default for ScanOptions {
 pub struct DcOptions {
     /// Frames of static drift compensation (ETG.1000.4 §9.1.4 suggests thousands).
     pub drift_frames: usize,
-    /// SYNC0 cycle for terminals whose SII describes DC modes, if any.
-    pub sync0: Option<Duration>,
+    /// The bus cycle the SYNC signals follow. `Some`: each terminal whose SII lists DC
+    /// modes gets the SYNC0/SYNC1 settings of its chosen mode (see `modes`), or SYNC off
+    /// if the chosen mode starts none. `None`: SYNC signals are left as they are.
+    pub sync_cycle: Option<Duration>,
+    /// Which DC mode each terminal follows; terminals no entry concerns use
+    /// [`dc::DcModeChoice::Auto`] (the first mode that starts SYNC0).
+    pub modes: Vec<DcModeSelection>,
 }
 
 impl Default for DcOptions {
     fn default() -> DcOptions {
         DcOptions {
             drift_frames: 2000,
-            sync0: None,
+            sync_cycle: None,
+            modes: Vec::new(),
+        }
+    }
+}
+
+/// SyncManager watchdog written during bring-up unless the caller chooses another: the
+/// ETG.2000 ESI default (100 ms, divider 2498: 100 µs units).
+pub const DEFAULT_WATCHDOG: Duration = Duration::from_millis(100);
+
+/// What [`Master::request_state`] does besides changing states, on the way from INIT or
+/// PRE-OP to SAFE-OP (before the PRE-OP → SAFE-OP transition, where terminals check their
+/// SyncManager, watchdog and SYNC configuration).
+#[derive(Debug, Clone)]
+pub struct BringUpOptions {
+    /// Distributed clocks (delays, offsets, drift compensation, SYNC signals) for the
+    /// terminals that support them; `None`: DC is left alone.
+    pub dc: Option<DcOptions>,
+    /// The process-data (SyncManager) watchdog of every terminal (`Duration::ZERO`
+    /// disables it); `None`: left as the terminals have it.
+    pub watchdog: Option<Duration>,
+}
+
+impl Default for BringUpOptions {
+    fn default() -> BringUpOptions {
+        BringUpOptions {
+            dc: Some(DcOptions::default()),
+            watchdog: Some(DEFAULT_WATCHDOG),
         }
     }
 }
@@ -211,6 +258,7 @@ pub struct Master {
     terminals: Vec<Terminal>,
     layouts: Vec<Option<PdoLayout>>,
     image: Option<ProcessImage>,
+    bring_up: BringUpOptions,
 }
 
 /// Allocate station addresses: the alias where a terminal has a unique non-zero one,
@@ -361,6 +409,7 @@ impl Master {
                         raw: u16::from_le_bytes([st[0], st[1]]),
                     },
                     dc_delay_ns: None,
+                    dc_sync: None,
                     sii_error: None,
                     sii: None,
                 });
@@ -385,6 +434,7 @@ impl Master {
                 terminals,
                 layouts,
                 image: None,
+                bring_up: BringUpOptions::default(),
             };
             if options.read_sii {
                 master.read_sii().await;
@@ -584,10 +634,53 @@ impl Master {
         })
     }
 
+    /// What [`Master::request_state`] sets up on the way to SAFE-OP.
+    pub fn bring_up_options(&self) -> &BringUpOptions {
+        &self.bring_up
+    }
+
+    /// Choose what [`Master::request_state`] sets up on the way to SAFE-OP (by default
+    /// distributed clocks without SYNC signals and a 100 ms watchdog).
+    pub fn set_bring_up_options(&mut self, options: BringUpOptions) {
+        self.bring_up = options;
+    }
+
+    /// Check, before anything is written, that every terminal of `stations` (all if
+    /// empty) offers BOOT: its SII describes a bootstrap mailbox (ETG.1000.6 table 16,
+    /// words 0x14..0x17), which BOOT needs for firmware download. A terminal whose SII
+    /// could not be read is not refused here; it answers the request itself.
+    pub fn check_boot_offered(&self, stations: &[u16]) -> Result<(), MasterError> {
+        for t in &self.terminals {
+            if !stations.is_empty() && !stations.contains(&t.station) {
+                continue;
+            }
+            let Some(sii) = &t.sii else { continue };
+            let (rx, tx) = (
+                sii.header.bootstrap_rx_mailbox,
+                sii.header.bootstrap_tx_mailbox,
+            );
+            if rx.size == 0 || tx.size == 0 {
+                return Err(MasterError::BootNotOffered {
+                    station: t.station,
+                    name: t.name.clone().unwrap_or_else(|| {
+                        format!(
+                            "vendor 0x{:08x} product 0x{:08x}",
+                            t.identity.vendor_id, t.identity.product_code
+                        )
+                    }),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Bring every terminal to `target`, all terminals step by step together (INIT →
-    /// PRE-OP → SAFE-OP → OP, down in one step, BOOT through INIT). Mailbox SyncManagers
-    /// are configured before PRE-OP or BOOT; `safe_outputs`, if given, is written with
-    /// LWR in SAFE-OP, and kept being written while OP is requested.
+    /// PRE-OP → SAFE-OP → OP, down in one step, BOOT through INIT, refused before any
+    /// write if a terminal does not offer it). Mailbox SyncManagers are configured
+    /// before PRE-OP or BOOT. Before PRE-OP → SAFE-OP come the process
+    /// data (SyncManagers, FMMUs), then the watchdogs and distributed clocks of the
+    /// [`BringUpOptions`]. `safe_outputs`, if given, is written with LWR in SAFE-OP, and
+    /// kept being written while OP is requested.
     pub async fn request_state(
         &mut self,
         target: AlState,
@@ -595,6 +688,9 @@ impl Master {
     ) -> Result<(), MasterError> {
         let span = tracing::info_span!("request_state", %target);
         async move {
+            if target == AlState::Boot {
+                self.check_boot_offered(&[])?;
+            }
             self.refresh_status().await?;
             for t in &self.terminals {
                 if t.status.error() {
@@ -618,6 +714,12 @@ impl Master {
                 }
                 if s == AlState::SafeOp && from.rank() < 2 {
                     self.configure_process_data(DEFAULT_LOGICAL_START).await?;
+                    if let Some(time) = self.bring_up.watchdog {
+                        self.configure_watchdogs(time).await?;
+                    }
+                    if let Some(dc) = self.bring_up.dc.clone() {
+                        self.configure_dc(&dc).await?;
+                    }
                 }
                 let zeros = self.zero_outputs();
                 let safe_outputs = safe_outputs.or(zeros.as_ref());
@@ -740,10 +842,12 @@ impl Master {
         }))
     }
 
-    /// Distributed clocks at start-up: latch receive times, compute propagation delays
-    /// along the topology, write delays (0x0928) and offsets (0x0920), compensate static
-    /// drift against the reference clock (the first DC terminal), and configure SYNC0
-    /// where the SII describes DC modes and `options.sync0` is set.
+    /// Distributed clocks at start-up, each step in its own span: latch receive times,
+    /// compute propagation delays along the topology, write delays (0x0928) and offsets
+    /// (0x0920) (`dc_delays`); compensate static drift against the reference clock, the
+    /// first terminal with a system time (`dc_drift`); and, when `options.sync_cycle` is
+    /// set, configure the SYNC signals of every terminal whose SII lists DC modes
+    /// (`dc_sync`, see [`dc::plan_sync`]).
     pub async fn configure_dc(&mut self, options: &DcOptions) -> Result<(), MasterError> {
         let span = tracing::info_span!("dc");
         async move {
@@ -754,53 +858,13 @@ impl Master {
                 tracing::info!("no terminal supports distributed clocks");
                 return Ok(());
             }
-            dc::latch(&self.transport)
-                .await
-                .map_err(step("latching receive times (BWR 0x0900)"))?;
-            let master_now = dc::ethercat_now();
-            let mut latches: Vec<Option<Latch>> = vec![None; self.terminals.len()];
-            for &i in &dc_terminals {
-                let station = self.terminals[i].station;
-                latches[i] = Some(
-                    dc::read_latch(&self.transport, station)
-                        .await
-                        .map_err(step(format!("reading receive times of 0x{station:04x}")))?,
-                );
-            }
-            let ports: Vec<Ports> = self.terminals.iter().map(|t| t.ports).collect();
-            let tree: Vec<Option<Attachment>> =
-                self.terminals.iter().map(|t| t.attachment).collect();
-            let delays = dc::propagation_delays(&latches, &ports, &tree);
-            let offsets = dc::offsets(&latches, &delays, master_now);
-            for &i in &dc_terminals {
-                let station = self.terminals[i].station;
-                let (Some(delay), Some(offset)) = (delays[i], offsets[i]) else {
-                    continue;
-                };
-                tracing::debug!(
-                    station = format_args!("0x{station:04x}"),
-                    delay_ns = delay,
-                    offset,
-                    "DC delay and offset"
-                );
-                self.transport
-                    .fpwr(
-                        station,
-                        registers::DC_SYSTEM_TIME_OFFSET,
-                        &offset.to_le_bytes(),
-                    )
-                    .await
-                    .map_err(step(format!("writing the DC offset of 0x{station:04x}")))?;
-                self.transport
-                    .fpwr(
-                        station,
-                        registers::DC_SYSTEM_TIME_DELAY,
-                        &delay.to_le_bytes(),
-                    )
-                    .await
-                    .map_err(step(format!("writing the DC delay of 0x{station:04x}")))?;
-                self.terminals[i].dc_delay_ns = Some(delay);
-            }
+            let latches = self
+                .measure_dc_delays(&dc_terminals)
+                .instrument(tracing::info_span!(
+                    "dc_delays",
+                    terminals = dc_terminals.len()
+                ))
+                .await?;
             let Some(reference) = dc_terminals
                 .iter()
                 .copied()
@@ -810,34 +874,149 @@ impl Master {
                 return Ok(());
             };
             let reference_station = self.terminals[reference].station;
-            tracing::info!(
-                reference = format_args!("0x{reference_station:04x}"),
-                frames = options.drift_frames,
-                "static drift compensation"
-            );
             dc::compensate_drift(&self.transport, reference_station, options.drift_frames, 64)
+                .instrument(tracing::info_span!(
+                    "dc_drift",
+                    reference = format_args!("0x{reference_station:04x}"),
+                    frames = options.drift_frames
+                ))
                 .await
                 .map_err(step("static drift compensation (FRMW 0x0910)"))?;
-            if let Some(cycle) = options.sync0 {
-                let now = self.read_system_time(reference_station).await?;
-                // First pulse 100 ms ahead, on a cycle boundary.
-                let cycle_ns = cycle.as_nanos().max(1) as u64;
-                let start = (now + 100_000_000).div_ceil(cycle_ns) * cycle_ns;
-                for &i in &dc_terminals {
-                    let t = &self.terminals[i];
-                    if t.sii.as_ref().is_none_or(|s| s.dc_modes.is_empty()) {
-                        continue;
-                    }
-                    tracing::debug!(station = t.station, ?cycle, start, "SYNC0");
-                    dc::configure_sync0(&self.transport, t.station, cycle, start)
-                        .await
-                        .map_err(step(format!("configuring SYNC0 of 0x{:04x}", t.station)))?;
-                }
+            if let Some(cycle) = options.sync_cycle {
+                let with_time: Vec<usize> = dc_terminals
+                    .iter()
+                    .copied()
+                    .filter(|&i| latches[i].is_some_and(|l| l.processing_unit.is_some()))
+                    .collect();
+                self.configure_sync(&with_time, reference_station, cycle, &options.modes)
+                    .instrument(tracing::info_span!("dc_sync", ?cycle))
+                    .await?;
             }
             Ok(())
         }
         .instrument(span)
         .await
+    }
+
+    /// Latch the receive times, compute and write every DC terminal's delay and offset;
+    /// returns the latches (by position).
+    async fn measure_dc_delays(
+        &mut self,
+        dc_terminals: &[usize],
+    ) -> Result<Vec<Option<Latch>>, MasterError> {
+        dc::latch(&self.transport)
+            .await
+            .map_err(step("latching receive times (BWR 0x0900)"))?;
+        let master_now = dc::ethercat_now();
+        let mut latches: Vec<Option<Latch>> = vec![None; self.terminals.len()];
+        for &i in dc_terminals {
+            let station = self.terminals[i].station;
+            latches[i] = Some(
+                dc::read_latch(&self.transport, station)
+                    .await
+                    .map_err(step(format!("reading receive times of 0x{station:04x}")))?,
+            );
+        }
+        let ports: Vec<Ports> = self.terminals.iter().map(|t| t.ports).collect();
+        let tree: Vec<Option<Attachment>> = self.terminals.iter().map(|t| t.attachment).collect();
+        let delays = dc::propagation_delays(&latches, &ports, &tree);
+        let offsets = dc::offsets(&latches, &delays, master_now);
+        for &i in dc_terminals {
+            let station = self.terminals[i].station;
+            let (Some(delay), Some(offset)) = (delays[i], offsets[i]) else {
+                continue;
+            };
+            tracing::debug!(
+                station = format_args!("0x{station:04x}"),
+                delay_ns = delay,
+                offset,
+                "DC delay and offset"
+            );
+            self.transport
+                .fpwr(
+                    station,
+                    registers::DC_SYSTEM_TIME_OFFSET,
+                    &offset.to_le_bytes(),
+                )
+                .await
+                .map_err(step(format!("writing the DC offset of 0x{station:04x}")))?;
+            self.transport
+                .fpwr(
+                    station,
+                    registers::DC_SYSTEM_TIME_DELAY,
+                    &delay.to_le_bytes(),
+                )
+                .await
+                .map_err(step(format!("writing the DC delay of 0x{station:04x}")))?;
+            self.terminals[i].dc_delay_ns = Some(delay);
+        }
+        Ok(latches)
+    }
+
+    /// SYNC signals of the terminals at `indices` (those with a system time) whose SII
+    /// lists DC modes: all settings are planned first, then written, the first pulses on
+    /// a common grid of `cycle` [`dc::SYNC_START_LEAD_NS`] after the reference clock's
+    /// current time.
+    async fn configure_sync(
+        &mut self,
+        indices: &[usize],
+        reference_station: u16,
+        cycle: Duration,
+        modes: &[DcModeSelection],
+    ) -> Result<(), MasterError> {
+        let cycle_ns = u64::try_from(cycle.as_nanos()).unwrap_or(u64::MAX);
+        let candidates: Vec<SyncCandidate<'_>> = indices
+            .iter()
+            .filter_map(|&i| {
+                let t = &self.terminals[i];
+                let sii = t.sii.as_ref().filter(|s| !s.dc_modes.is_empty())?;
+                Some(SyncCandidate {
+                    position: t.position,
+                    station: t.station,
+                    sii,
+                })
+            })
+            .collect();
+        let plan = dc::plan_sync(&candidates, modes, cycle_ns)?;
+        drop(candidates);
+        let now = self.read_system_time(reference_station).await?;
+        let grid = dc::sync_grid_start(now, cycle_ns, dc::SYNC_START_LEAD_NS);
+        for (station, settings) in plan {
+            let what = format!("configuring the SYNC signals of 0x{station:04x}");
+            match &settings {
+                Some(s) => {
+                    let start = dc::sync_start(grid, s);
+                    let pulse = self
+                        .transport
+                        .fprd(station, registers::DC_SYNC_PULSE_LENGTH, 2)
+                        .await
+                        .map_err(step(what.clone()))?;
+                    tracing::debug!(
+                        station = format_args!("0x{station:04x}"),
+                        mode = s.mode,
+                        assign_activate = format_args!("0x{:04x}", s.assign_activate),
+                        sync0_ns = s.sync0_cycle_ns,
+                        sync1_ns = s.sync1_cycle_ns,
+                        start,
+                        pulse_10ns = u16::from_le_bytes([pulse[0], pulse[1]]),
+                        "SYNC signals"
+                    );
+                    dc::configure_sync(&self.transport, station, s, start)
+                        .await
+                        .map_err(step(what))?;
+                }
+                None => {
+                    tracing::debug!(station = format_args!("0x{station:04x}"), "SYNC off");
+                    dc::deactivate_sync(&self.transport, station)
+                        .await
+                        .map_err(step(what))?;
+                }
+            }
+            if let Some(t) = self.terminals.iter_mut().find(|t| t.station == station) {
+                t.dc_sync = settings;
+            }
+        }
+        Ok(())
     }
 
     /// Set the process-data (SyncManager) watchdog of every terminal to `time`

@@ -147,6 +147,10 @@ pub const DC_SPEED_FILTER_DEPTH: u16 = 0x0935;
 pub const DC_CYCLIC_UNIT_CONTROL: u16 = 0x0980;
 /// DC activation, u8: bit 0 cyclic operation, bit 1 SYNC0, bit 2 SYNC1 (table 71).
 pub const DC_ACTIVATION: u16 = 0x0981;
+/// Length of the SYNC pulses in units of 10 ns, u16; 0: a SYNC signal stays active until
+/// its status register (0x098E/0x098F) is read. Loaded by the ESC from SII word 0x0002
+/// and read-only from EtherCAT (ETG.1000.4 §6.8.3).
+pub const DC_SYNC_PULSE_LENGTH: u16 = 0x0982;
 /// DC start time of cyclic operation, u64 (ETG.1000.4 table 75).
 pub const DC_START_TIME: u16 = 0x0990;
 /// DC SYNC0 cycle time in ns, u32 (ETG.1000.4 table 76).
@@ -311,8 +315,28 @@ pub const NAMED: &[NamedRegister] = &[
         len: 1,
     },
     NamedRegister {
+        name: "DC_CYCLIC_UNIT_CONTROL",
+        address: DC_CYCLIC_UNIT_CONTROL,
+        len: 1,
+    },
+    NamedRegister {
+        name: "DC_SYNC_PULSE_LENGTH",
+        address: DC_SYNC_PULSE_LENGTH,
+        len: 2,
+    },
+    NamedRegister {
+        name: "DC_START_TIME",
+        address: DC_START_TIME,
+        len: 8,
+    },
+    NamedRegister {
         name: "DC_SYNC0_CYCLE",
         address: DC_SYNC0_CYCLE,
+        len: 4,
+    },
+    NamedRegister {
+        name: "DC_SYNC1_CYCLE",
+        address: DC_SYNC1_CYCLE,
         len: 4,
     },
 ];

@@ -31,13 +31,28 @@ pub fn sim_link(names: &[&str]) -> (ChannelLink, BusHandle) {
 
 /// A link to a spawned bus of `segment`, bridged onto unbounded channels.
 pub fn link_to(segment: Segment) -> (ChannelLink, BusHandle) {
-    let bus = Bus::new(segment, SimClock::monotonic());
+    bridge(Bus::new(segment, SimClock::monotonic()), || {})
+}
+
+/// A link to a bus of `segment` on a manual clock that moves `step_ns` forward with every
+/// frame the master sends, and only then: simulated time is deterministic, and a test
+/// can let it pass with `handle.clock().advance_ns(..)`.
+pub fn stepped_link(segment: Segment, step_ns: u64) -> (ChannelLink, BusHandle) {
+    let bus = Bus::new(segment, SimClock::manual());
+    let clock = bus.clock().clone();
+    bridge(bus, move || clock.advance_ns(step_ns))
+}
+
+/// Spawns `bus` and bridges it onto a `ChannelLink`; `before_frame` runs before each
+/// frame of the master goes to the bus.
+fn bridge(bus: Bus, before_frame: impl Fn() + Send + 'static) -> (ChannelLink, BusHandle) {
     let channels = bus.spawn(256);
     let (link, mut from_master, to_master) = ChannelLink::pair();
     let tx = channels.tx;
     let mut rx = channels.rx;
     tokio::spawn(async move {
         while let Some(frame) = from_master.recv().await {
+            before_frame();
             if tx.send(frame).await.is_err() {
                 return;
             }
