@@ -343,6 +343,74 @@ fn sm_watchdog_drops_firmware_terminal_to_safe_op() {
     assert_eq!(al_status(&mut e), (0x14, al_status::SM_WATCHDOG));
 }
 
+#[test]
+fn sm_watchdog_expiry_invalidates_the_outputs() {
+    let (mut e, seen) = firmware_terminal();
+    to_safe_op(&mut e);
+    e.begin_frame(0);
+    assert!(e.write(0x1100, &[1, 2]));
+    assert_eq!(request(&mut e, 8), (0x08, 0));
+    e.advance(100_000_001);
+    assert_eq!(al_status(&mut e), (0x14, al_status::SM_WATCHDOG));
+    let applied = seen.lock().expect("seen").outputs.len();
+    // Acknowledge back to SAFE-OP: accepted. OP without fresh outputs: refused.
+    assert_eq!(request(&mut e, 0x14), (0x04, 0));
+    assert_eq!(request(&mut e, 0x08), (0x14, al_status::NO_VALID_OUTPUTS));
+    assert_eq!(e.al_state(), AlState::SafeOp);
+    assert_eq!(
+        seen.lock().expect("seen").outputs.len(),
+        applied,
+        "the stale buffer is not applied"
+    );
+    // A fresh buffer makes OP possible again, and it is what the application gets.
+    e.begin_frame(200_000_000);
+    assert!(e.write(0x1100, &[3, 4]));
+    assert_eq!(request(&mut e, 0x18), (0x08, 0));
+    let seen = seen.lock().expect("seen");
+    assert_eq!(seen.outputs.len(), applied + 1);
+    assert_eq!(seen.outputs.last().map(|o| o.2.clone()), Some(vec![3, 4]));
+}
+
+#[test]
+fn device_emulation_watchdog_expiry_does_not_reapply_stale_outputs() {
+    let s = sii("el2004");
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let app = EchoApp {
+        basic: BasicApp::from_sii(&s),
+        seen: seen.clone(),
+        next_input: 0,
+    };
+    let mut e = Esc::new(EscConfig::for_sii(&s), s, Box::new(app));
+    assert!(e.device_emulation());
+    // SM0 at 0x0F00, 1 byte, write with watchdog trigger (the EL2004's SII setting).
+    assert!(e.write(0x0800, &sm_bytes(0x0F00, 1, 0x44)));
+    assert_eq!(request(&mut e, 0x08), (0x08, 0));
+    e.begin_frame(0);
+    assert!(e.write(0x0F00, &[0x0F]));
+    assert_eq!(seen.lock().expect("seen").outputs.len(), 1);
+    e.advance(100_000_001);
+    assert_eq!(e.peek(regs::WD_STATUS) & 1, 0, "expired");
+    assert_eq!(seen.lock().expect("seen").safe.len(), 1, "outputs cleared");
+    // The master leaves OP and comes back without writing: the outputs stay safe.
+    assert_eq!(request(&mut e, 0x04), (0x04, 0));
+    assert_eq!(request(&mut e, 0x08), (0x08, 0));
+    assert_eq!(
+        seen.lock().expect("seen").outputs.len(),
+        1,
+        "the expired buffer is not applied again"
+    );
+    e.begin_frame(200_000_000);
+    assert!(e.write(0x0F00, &[0x05]));
+    assert_eq!(
+        seen.lock()
+            .expect("seen")
+            .outputs
+            .last()
+            .map(|o| o.2.clone()),
+        Some(vec![0x05])
+    );
+}
+
 fn sii_command(e: &mut Esc, control: u8, cmd: u8, addr: u32) {
     let mut b = [control, cmd, 0, 0, 0, 0];
     b[2..6].copy_from_slice(&addr.to_le_bytes());
