@@ -16,6 +16,8 @@
 //! | a three-buffer output SM received a complete buffer in OP (or OP entered) | [`TerminalApp::outputs_written`] |
 //! | the master is about to read a three-buffer input SM      | [`TerminalApp::fill_inputs`] |
 //! | SM watchdog expired or the state left OP                 | [`TerminalApp::outputs_safe`] |
+//! | the terminal fell back with the error flag (SM watchdog, injected fault) | [`TerminalApp::error_indicated`] |
+//! | the terminal was power-cycled                            | [`TerminalApp::power_cycled`] |
 //!
 //! Mailbox messages the application sends (replies and spontaneous emergencies) go into
 //! a [`MailboxOutbox`]; the ESC copies them one at a time into the send mailbox (SM1)
@@ -491,6 +493,22 @@ pub trait TerminalApp: Send + fmt::Debug {
 
     /// Outputs must go to their safe state: the SM watchdog expired, or the state left OP.
     fn outputs_safe(&mut self, now_ns: u64);
+
+    /// The terminal detected a local error and fell back to `state` with the AL status
+    /// error flag and `code` (the SM watchdog's 0x001B, or an injected fall-back): the
+    /// state change has already happened. A CoE terminal reports it with an emergency
+    /// message in `outbox` (ETG.1000.6 5.6.4). In INIT the mailbox is off: the ESC drops
+    /// whatever is queued there. Not called for a state request the terminal refuses
+    /// (the master reads that code from 0x0134 itself) nor for a power cycle.
+    fn error_indicated(
+        &mut self,
+        now_ns: u64,
+        state: AlState,
+        code: AlStatusCode,
+        outbox: &mut MailboxOutbox,
+    ) {
+        let _ = (now_ns, state, code, outbox);
+    }
 
     /// The terminal was power-cycled: forget volatile settings (e.g. a PDO assignment the
     /// master wrote over CoE) as the firmware would on a cold start. The ESC calls

@@ -12,9 +12,13 @@ use crate::app::{
 use crate::coe::mailbox::HEADER_LEN;
 use crate::models::{PlantHandle, Signal};
 
-/// Emergency error code sent when the SM watchdog takes the terminal out of OP: "EtherCAT
-/// state machine transition error", data = the AL status code. ETG.1000.6 table 50.
+/// Emergency error code sent when a local error makes the terminal fall back (SM
+/// watchdog, injected fault): "EtherCAT state machine transition error", data = the AL
+/// status code of the error. ETG.1000.6 table 50.
 pub const EMERGENCY_AL_TRANSITION: u16 = 0xA000;
+/// Error register of that emergency: generic error (bit 0) and communication error
+/// (bit 4), the layout of object 0x1001 (CiA 301 7.5.2.2).
+pub const EMERGENCY_AL_TRANSITION_REGISTER: u8 = 0x11;
 
 /// A terminal application over an object dictionary.
 #[derive(Debug)]
@@ -24,7 +28,6 @@ pub struct DictionaryTerminal {
     coe: Option<CoeServer>,
     plant: PlantHandle,
     state: AlState,
-    pending_emergency: Option<Emergency>,
 }
 
 impl DictionaryTerminal {
@@ -38,7 +41,6 @@ impl DictionaryTerminal {
             coe,
             plant,
             state: AlState::Init,
-            pending_emergency: None,
         }
     }
 
@@ -121,13 +123,6 @@ impl TerminalApp for DictionaryTerminal {
         forward_replies(coe, outbox);
     }
 
-    fn poll(&mut self, _now_ns: u64, outbox: &mut MailboxOutbox) {
-        if let (Some(e), Some(coe)) = (self.pending_emergency.take(), &mut self.coe) {
-            coe.queue_emergency(e);
-            forward_replies(coe, outbox);
-        }
-    }
-
     fn outputs_written(&mut self, now_ns: u64, sm: u8, data: &[u8]) {
         let Ok(layout) = self.layout() else { return };
         let Some(sm_layout) = layout.sm(sm) else {
@@ -170,17 +165,6 @@ impl TerminalApp for DictionaryTerminal {
     }
 
     fn outputs_safe(&mut self, now_ns: u64) {
-        if self.state == AlState::Op {
-            // Still in OP: the SM watchdog fired, not a requested transition.
-            self.pending_emergency = Some(Emergency {
-                error_code: EMERGENCY_AL_TRANSITION,
-                error_register: 0x11,
-                data: {
-                    let c = al_status::SM_WATCHDOG.to_le_bytes();
-                    [c[0], c[1], 0, 0, 0]
-                },
-            });
-        }
         let Ok(layout) = self.layout() else { return };
         let position = self.position;
         let mut safe = Vec::new();
@@ -197,6 +181,25 @@ impl TerminalApp for DictionaryTerminal {
         for (index, sub) in safe {
             plant.apply_output(now_ns, Signal::new(position, index, sub), 0, true);
         }
+    }
+    fn error_indicated(
+        &mut self,
+        _now_ns: u64,
+        state: AlState,
+        code: AlStatusCode,
+        outbox: &mut MailboxOutbox,
+    ) {
+        if state == AlState::Init {
+            return; // no mailbox in INIT
+        }
+        let Some(coe) = &mut self.coe else { return };
+        let c = code.to_le_bytes();
+        coe.queue_emergency(Emergency {
+            error_code: EMERGENCY_AL_TRANSITION,
+            error_register: EMERGENCY_AL_TRANSITION_REGISTER,
+            data: [c[0], c[1], 0, 0, 0],
+        });
+        forward_replies(coe, outbox);
     }
 }
 

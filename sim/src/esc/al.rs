@@ -113,6 +113,14 @@ impl Esc {
         self.status_code = code;
         self.set_state(to);
         self.update_al_registers();
+        self.app
+            .error_indicated(self.now_ns, to, code, &mut self.outbox);
+        if self.state == AlState::Init {
+            // No mailbox in INIT (ETG.1000.6 6.4.1): nothing queued now may reach the
+            // master once it comes back to PRE-OP.
+            self.outbox.clear();
+        }
+        self.load_send_mailbox();
     }
 
     /// Power-cycles the terminal: outputs safe, registers to reset values, INIT.
