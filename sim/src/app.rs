@@ -511,8 +511,9 @@ pub trait TerminalApp: Send + fmt::Debug {
     }
 
     /// The terminal was power-cycled: forget volatile settings (e.g. a PDO assignment the
-    /// master wrote over CoE) as the firmware would on a cold start. The ESC calls
-    /// [`outputs_safe`](Self::outputs_safe) first.
+    /// master wrote over CoE) as the firmware would on a cold start, and whatever was in
+    /// progress (mailbox transfers). The ESC calls [`outputs_safe`](Self::outputs_safe)
+    /// first and is back in INIT afterwards.
     fn power_cycled(&mut self, now_ns: u64) {
         let _ = now_ns;
     }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use ferrocat_sim::app::{AlState, MailboxHeader, al_status, mailbox_type};
+use ferrocat_sim::app::{AlState, MailboxHeader, PdDirection, al_status, mailbox_type};
 use ferrocat_sim::coe::ObjectDictionary;
 use ferrocat_sim::coe::from_sii::name_from_sii;
 use ferrocat_sim::coe::terminal::{
@@ -104,23 +104,49 @@ impl Terminal {
         Some(buf)
     }
 
-    /// An expedited SDO download of `data` (1..4 bytes) into `index:sub`; the reply's
-    /// SDO command byte (0x60 = done, 0x80 = abort).
-    fn sdo_download(&mut self, index: u16, sub: u8, data: &[u8]) -> u8 {
+    /// Sends an SDO request (`cmd`, `index:sub`, 4 data bytes) and returns the reply.
+    fn sdo(&mut self, cmd: u8, index: u16, sub: u8, data: [u8; 4]) -> Vec<u8> {
         self.counter = self.counter % 7 + 1;
         let rx = self.sii.rx_mailbox;
         let mut m = vec![0u8; usize::from(rx.size)];
         // Mailbox header: 10 bytes of CoE, type CoE, counter. ETG.1000.4 table 29.
         m[..6].copy_from_slice(&[10, 0, 0, 0, 0, mailbox_type::COE | (self.counter << 4)]);
-        // CoE header: SDO request (service 2), ETG.1000.6 table 29; expedited download
-        // with size indicated: 0x23 | (4 - n) << 2, ETG.1000.6 table 31.
+        // CoE header: SDO request (service 2), ETG.1000.6 table 29.
         let i = index.to_le_bytes();
-        let cmd = 0x23 | ((4 - data.len() as u8) << 2);
         m[6..12].copy_from_slice(&[0x00, 0x20, cmd, i[0], i[1], sub]);
-        m[12..12 + data.len()].copy_from_slice(data);
+        m[12..16].copy_from_slice(&data);
         assert!(self.esc.write(rx.offset, &m), "request taken");
-        let reply = self.read_mailbox().expect("SDO reply");
-        reply[8]
+        self.read_mailbox().expect("SDO reply")
+    }
+
+    /// An expedited SDO download of `data` (1..4 bytes) into `index:sub`; the reply's
+    /// SDO command byte (0x60 = done, 0x80 = abort).
+    fn sdo_download(&mut self, index: u16, sub: u8, data: &[u8]) -> u8 {
+        // Expedited download with size indicated: 0x23 | (4 - n) << 2, ETG.1000.6 table 31.
+        let cmd = 0x23 | ((4 - data.len() as u8) << 2);
+        let mut d = [0u8; 4];
+        d[..data.len()].copy_from_slice(data);
+        self.sdo(cmd, index, sub, d)[8]
+    }
+
+    /// An SDO upload of `index:sub` answered expedited (values of 1..4 bytes).
+    fn sdo_upload(&mut self, index: u16, sub: u8) -> Vec<u8> {
+        let r = self.sdo(0x40, index, sub, [0; 4]);
+        // Expedited upload response: 0x43 | (4 - n) << 2, ETG.1000.6 table 33.
+        assert_eq!(r[8] & 0xF3, 0x43, "expedited upload of {index:04X}:{sub:02X}: {r:02X?}");
+        let n = 4 - usize::from((r[8] >> 2) & 3);
+        r[12..12 + n].to_vec()
+    }
+
+    /// Output bytes the terminal expects with its current PDO assignment.
+    fn output_bytes(&self) -> u16 {
+        self.esc
+            .app()
+            .process_data_layout()
+            .iter()
+            .filter(|l| l.direction == PdDirection::Outputs)
+            .map(|l| l.bytes)
+            .sum()
     }
 }
 
@@ -205,4 +231,39 @@ fn no_emergency_survives_a_power_cycle() {
     // The mailbox works: an SDO download is answered, and only that.
     assert_eq!(t.sdo_download(0x8000, 0x01, &[1]), 0x60);
     assert_eq!(t.read_mailbox(), None);
+}
+
+#[test]
+fn a_power_cycle_forgets_the_pdo_assignment_and_outputs_but_keeps_settings() {
+    let mut t = Terminal::el4104();
+    t.to_preop();
+    assert_eq!(t.output_bytes(), 8, "recorded 0x1C12: four channels");
+    // The master assigns only channel 1 (0x1C12:00 = 1) and changes a setting.
+    assert_eq!(t.sdo_download(0x1C12, 0, &[1]), 0x60);
+    assert_eq!(t.sdo_download(0x8000, 0x01, &[1]), 0x60);
+    assert_eq!(t.output_bytes(), 2);
+    t.sm(2, SM2_START, 2, SM2_CONTROL);
+    assert_eq!(t.request(0x04), (0x04, 0));
+    t.write_outputs(&[0x34, 0x12]);
+    assert_eq!(t.request(0x08), (0x08, 0));
+    // Cold start.
+    t.esc.power_cycle(t.now);
+    t.tick(1_000_000);
+    t.to_preop();
+    assert_eq!(t.sdo_upload(0x1C12, 0), vec![4], "assignment back to power-on");
+    assert_eq!(t.output_bytes(), 8);
+    assert_eq!(
+        t.sdo_upload(0x7000, 0x01),
+        vec![0x60, 0x09],
+        "output value back to the recorded power-on value, not 0x1234"
+    );
+    assert_eq!(t.sdo_upload(0x8000, 0x01), vec![1], "a setting is kept");
+    // The SyncManager size of the old assignment no longer fits.
+    t.sm(2, SM2_START, 2, SM2_CONTROL);
+    assert_eq!(
+        t.request(0x04),
+        (0x12, al_status::INVALID_OUTPUT_CONFIG)
+    );
+    t.sm(2, SM2_START, SM2_LEN, SM2_CONTROL);
+    assert_eq!(t.request(0x14), (0x04, 0));
 }
