@@ -472,11 +472,12 @@ pub fn serve_with_idle_tick(
     Ok(stats)
 }
 
-/// Builds the segment of a built bus: one ESC per terminal in order, with its clock
-/// drift and, where the topology sets one, its station alias written into the EEPROM
+/// Builds the segment of a built bus: its wire-time model, one ESC per terminal in order,
+/// with its clock drift and, where the topology sets one, its station alias written into the EEPROM
 /// image (word 4, checksum word 7 recomputed) as a real terminal would hold it.
 pub fn build_segment(bus: crate::topology::BuiltBus) -> crate::segment::Segment {
     let mut segment = crate::segment::Segment::new();
+    segment.set_wire_time(bus.wire_time);
     for t in bus.terminals {
         let mut sii = t.sii;
         if let Some(alias) = t.alias {

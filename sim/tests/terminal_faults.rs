@@ -133,7 +133,11 @@ impl Terminal {
     fn sdo_upload(&mut self, index: u16, sub: u8) -> Vec<u8> {
         let r = self.sdo(0x40, index, sub, [0; 4]);
         // Expedited upload response: 0x43 | (4 - n) << 2, ETG.1000.6 table 33.
-        assert_eq!(r[8] & 0xF3, 0x43, "expedited upload of {index:04X}:{sub:02X}: {r:02X?}");
+        assert_eq!(
+            r[8] & 0xF3,
+            0x43,
+            "expedited upload of {index:04X}:{sub:02X}: {r:02X?}"
+        );
         let n = 4 - usize::from((r[8] >> 2) & 3);
         r[12..12 + n].to_vec()
     }
@@ -197,7 +201,8 @@ fn an_injected_fall_back_reports_its_own_code() {
     assert_eq!(emergency(&msg).2, al_status::SYNC_ERROR, "{msg:02X?}");
     // From SAFE-OP down to PRE-OP (no outputs involved) it is reported too.
     assert_eq!(t.request(0x14), (0x04, 0));
-    t.esc.fall_back(AlState::PreOp, al_status::INVALID_WATCHDOG_CONFIG);
+    t.esc
+        .fall_back(AlState::PreOp, al_status::INVALID_WATCHDOG_CONFIG);
     let msg = t.read_mailbox().expect("an emergency");
     assert_eq!(emergency(&msg).2, al_status::INVALID_WATCHDOG_CONFIG);
     // A fall-back to INIT has no mailbox to report on, and nothing waits for PRE-OP.
@@ -227,7 +232,11 @@ fn no_emergency_survives_a_power_cycle() {
     assert_eq!(t.esc.al_state(), AlState::Init);
     t.to_preop();
     t.tick(1_000_000);
-    assert_eq!(t.read_mailbox(), None, "power cycle with an emergency pending");
+    assert_eq!(
+        t.read_mailbox(),
+        None,
+        "power cycle with an emergency pending"
+    );
     // The mailbox works: an SDO download is answered, and only that.
     assert_eq!(t.sdo_download(0x8000, 0x01, &[1]), 0x60);
     assert_eq!(t.read_mailbox(), None);
@@ -250,7 +259,11 @@ fn a_power_cycle_forgets_the_pdo_assignment_and_outputs_but_keeps_settings() {
     t.esc.power_cycle(t.now);
     t.tick(1_000_000);
     t.to_preop();
-    assert_eq!(t.sdo_upload(0x1C12, 0), vec![4], "assignment back to power-on");
+    assert_eq!(
+        t.sdo_upload(0x1C12, 0),
+        vec![4],
+        "assignment back to power-on"
+    );
     assert_eq!(t.output_bytes(), 8);
     assert_eq!(
         t.sdo_upload(0x7000, 0x01),
@@ -260,10 +273,7 @@ fn a_power_cycle_forgets_the_pdo_assignment_and_outputs_but_keeps_settings() {
     assert_eq!(t.sdo_upload(0x8000, 0x01), vec![1], "a setting is kept");
     // The SyncManager size of the old assignment no longer fits.
     t.sm(2, SM2_START, 2, SM2_CONTROL);
-    assert_eq!(
-        t.request(0x04),
-        (0x12, al_status::INVALID_OUTPUT_CONFIG)
-    );
+    assert_eq!(t.request(0x04), (0x12, al_status::INVALID_OUTPUT_CONFIG));
     t.sm(2, SM2_START, SM2_LEN, SM2_CONTROL);
     assert_eq!(t.request(0x14), (0x04, 0));
 }

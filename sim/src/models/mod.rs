@@ -313,7 +313,10 @@ mod tests {
         plant.lock().apply_output(6, s, 0, true);
         let log = plant.output_log();
         assert_eq!(log.len(), 2);
-        assert_eq!((log[1].time_ns, log[1].value, log[1].safe_state), (6, 0, true));
+        assert_eq!(
+            (log[1].time_ns, log[1].value, log[1].safe_state),
+            (6, 0, true)
+        );
         assert_eq!(plant.lock().output(s), 0);
     }
 

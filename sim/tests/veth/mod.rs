@@ -49,4 +49,3 @@ impl Drop for Veth {
             .status();
     }
 }
-
