@@ -465,6 +465,113 @@ fn eeprom_interface_read_write_reload() {
     assert_eq!(e.peek(regs::SII_CONTROL + 1) & 0x87, 0);
 }
 
+/// Reads `words` words of the EEPROM from word 0 through the SII interface as a master
+/// does (ETG.1000.4 table 48): address and read command into 0x0502..0x0507, wait until
+/// busy (0x0502 bit 15) clears, take 4 or 8 bytes from 0x0508 as 0x0502 bit 6 says.
+fn read_eeprom_through_registers(e: &mut Esc, words: usize, now: &mut u64) -> Vec<u8> {
+    let mut ctl = [0u8; 2];
+    assert!(e.read(regs::SII_CONTROL, &mut ctl, ReadMode::Replace));
+    let chunk = if ctl[0] & 0x40 != 0 { 8 } else { 4 };
+    let mut out = Vec::with_capacity(2 * words + chunk);
+    while out.len() < 2 * words {
+        let addr = (out.len() / 2) as u32;
+        sii_command(e, 0, SII_CMD_READ, addr);
+        assert_eq!(
+            e.peek(regs::SII_CONTROL + 1) & SII_BUSY,
+            SII_BUSY,
+            "busy at {addr}"
+        );
+        *now += 1_000_000;
+        e.advance(*now);
+        let mut status = [0u8; 2];
+        assert!(e.read(regs::SII_CONTROL, &mut status, ReadMode::Replace));
+        assert_eq!(
+            status[1] & (SII_BUSY | SII_COMMAND_ERROR),
+            0,
+            "done at {addr}"
+        );
+        let mut data = vec![0u8; chunk];
+        assert!(e.read(regs::SII_DATA, &mut data, ReadMode::Replace));
+        out.extend_from_slice(&data);
+    }
+    out.truncate(2 * words);
+    out
+}
+
+#[test]
+fn every_eeprom_image_reads_back_through_the_sii_registers() {
+    let dir = format!(
+        "{}/../../shared/testdata/eeprom",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut images: Vec<_> = std::fs::read_dir(&dir)
+        .expect("eeprom directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+        .collect();
+    images.sort();
+    assert!(images.len() >= 15, "{images:?}");
+    for path in images {
+        let raw = std::fs::read(&path).expect("image");
+        let name = path.display().to_string();
+        let s = Sii::parse_allow_blank(raw.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // The terminal's own chip (every chip here reads 8 bytes), and the same chip
+        // reading 4 bytes (0x0502 bit 6 clear).
+        let chip = EscConfig::for_sii(&s).chip;
+        let four = EscChip {
+            sii_control_reset: chip.sii_control_reset & !0x40,
+            ..chip
+        };
+        for (chip, size) in [(chip, 8), (four, 4)] {
+            let config = EscConfig {
+                chip,
+                ..EscConfig::for_sii(&s)
+            };
+            let app = Box::new(BasicApp::with_layout(vec![]));
+            let mut e = Esc::new(config, s.clone(), app);
+            assert_eq!(e.peek(regs::SII_CONTROL) & 0x40 != 0, size == 8, "{name}");
+            // The whole image and 16 words past its end.
+            let words = raw.len().div_ceil(2) + 16;
+            let mut now = 0;
+            let read = read_eeprom_through_registers(&mut e, words, &mut now);
+            assert_eq!(read[..raw.len()], raw[..], "{name}, {size}-byte reads");
+            // Past the end of the file (where the truncated images stop) the EEPROM reads
+            // erased, as the complete images do after their end category.
+            assert!(
+                read[raw.len()..].iter().all(|b| *b == 0xFF),
+                "{name}, {size}-byte reads: {:02X?}",
+                &read[raw.len()..]
+            );
+        }
+    }
+}
+
+#[test]
+fn complete_images_are_erased_after_their_last_category() {
+    // The evidence for reading 0xFFFF past the end of a truncated image: in every image
+    // with an end marker (category type 0xFFFF, ETG.1000.6 table 19), all bytes after it
+    // are 0xFF, as the EEPROM left them.
+    for name in [
+        "ek1100",
+        "el2004",
+        "el2262",
+        "el2828",
+        "el2889",
+        "akd",
+        "hbm-clipx",
+    ] {
+        let raw = sii(name).raw;
+        let word = |i: usize| u16::from_le_bytes([raw[2 * i], raw[2 * i + 1]]);
+        let mut i = 0x40;
+        while word(i) != 0xFFFF {
+            i += 2 + usize::from(word(i + 1));
+        }
+        let tail = &raw[2 * (i + 1)..];
+        assert!(tail.len() > 300, "{name}");
+        assert!(tail.iter().all(|b| *b == 0xFF), "{name}");
+    }
+}
+
 #[test]
 fn fmmu_bitwise_and_partial_mapping() {
     let s = sii("el2004");
