@@ -546,7 +546,8 @@ pub fn bus_processor(bus: crate::topology::BuiltBus) -> BusProcessor {
 
 /// Applies one fault-injection command to `faults` and returns what is now in force.
 ///
-/// Commands (one per line): `drop RATIO`, `corrupt RATIO`, `delay RATIO MICROSECONDS`,
+/// Commands (one per line): `drop RATIO`, `corrupt RATIO [POSITION]`,
+/// `delay RATIO MICROSECONDS`,
 /// `link down|up`, `silent POSITION|none`, `power-cycle POSITION`,
 /// `fall-back POSITION init|preop|safeop CODE` (code in hex, e.g. 0x001A), `clear`, `show`.
 /// Ratios are fractions 0..1 of frames; positions count terminals from 0.
@@ -570,7 +571,18 @@ pub fn apply_fault_command(faults: &crate::fault::Faults, line: &str) -> Result<
     };
     match words.as_slice() {
         ["drop", rest @ ..] => faults.set_drop_ratio(ratio(rest.first())?),
-        ["corrupt", rest @ ..] => faults.set_corrupt_ratio(ratio(rest.first())?),
+        ["corrupt", rest @ ..] => {
+            let r = ratio(rest.first())?;
+            let at = match rest.get(1) {
+                Some(_) => Some(position(rest.get(1))?),
+                None => None,
+            };
+            if rest.len() > 2 {
+                return Err(format!("corrupt takes RATIO [POSITION], not {line:?}"));
+            }
+            faults.set_corrupt_ratio(r);
+            faults.set_corrupt_at(at);
+        }
         ["delay", rest @ ..] => {
             let r = ratio(rest.first())?;
             let us: u64 = rest
@@ -698,6 +710,18 @@ mod tests {
         assert_eq!(s.drop_ratio, 0.25);
         assert_eq!((s.delay_ratio, s.delay_ns), (0.5, 200_000));
         assert_eq!(s.silent_from, Some(3));
+        apply_fault_command(&f, "corrupt 0.5 2").expect("corrupt on a cable");
+        assert_eq!(
+            (f.settings().corrupt_ratio, f.settings().corrupt_at),
+            (0.5, Some(2))
+        );
+        apply_fault_command(&f, "corrupt 0.25").expect("corrupt anywhere");
+        assert_eq!(
+            (f.settings().corrupt_ratio, f.settings().corrupt_at),
+            (0.25, None)
+        );
+        assert!(apply_fault_command(&f, "corrupt 0.25 x").is_err());
+        assert!(apply_fault_command(&f, "corrupt 0.25 1 2").is_err());
         apply_fault_command(&f, "fall-back 2 safeop 0x001A").expect("fall-back");
         assert_eq!(f.take_pending().len(), 1);
         assert!(apply_fault_command(&f, "drop 2").is_err());
