@@ -712,7 +712,19 @@ mod tests {
             check_process_data_sms(&layout, &sms),
             Err(al_status::INVALID_OUTPUT_CONFIG)
         );
+        // The right length in mailbox mode, or in the wrong direction.
         sms[2].length = 1;
+        sms[2].control = 0x46;
+        assert_eq!(
+            check_process_data_sms(&layout, &sms),
+            Err(al_status::INVALID_SM_CONFIG)
+        );
+        sms[2].control = 0x40;
+        assert_eq!(
+            check_process_data_sms(&layout, &sms),
+            Err(al_status::INVALID_SM_CONFIG)
+        );
+        sms[2].control = 0x44;
         sms[3] = SmConfig {
             start: 0x1000,
             length: 1,

@@ -138,7 +138,33 @@ fn identity_registers_per_chip() {
         [0x11, 0x56],
         "only port 0 has a link until the segment says so"
     );
-    assert!(!EscChip::ET1200.bit_fmmus() || EscChip::ET1200.features & 1 == 0);
+    // Features (0x0008) as the captures read them, bit 0 clear: FMMUs work bit-wise
+    // (ETG.1000.4 table 32; twincat-scan-boxes.pcapng frames 536/545).
+    for (chip, features) in [
+        (EscChip::ET1100_COUPLER, 0x00FC),
+        (EscChip::ET1200, 0x00FC),
+        (EscChip::ET1200_RECEIVE_TIMES_ONLY, 0x01FC),
+        (EscChip::ET1200_EL2889, 0x00FC),
+    ] {
+        let s = sii("el2004");
+        let mut e = Esc::new(
+            EscConfig {
+                chip,
+                ..EscConfig::for_sii(&s)
+            },
+            s,
+            Box::new(BasicApp::with_layout(vec![])),
+        );
+        let mut f = [0u8; 2];
+        assert!(e.read(regs::FEATURES, &mut f, ReadMode::Replace));
+        assert_eq!(u16::from_le_bytes(f), features, "{chip:?}");
+        assert!(chip.bit_fmmus(), "{chip:?}");
+    }
+    let byte_wise = EscChip {
+        features: 0x00FD,
+        ..EscChip::ET1200
+    };
+    assert!(!byte_wise.bit_fmmus());
 }
 
 #[test]
@@ -176,6 +202,10 @@ fn al_state_machine_codes() {
         request(&mut e, 0x04),
         (0x12, al_status::INVALID_OUTPUT_CONFIG)
     );
+    // The right length, but the output SM configured for reading (control 0x20).
+    configure_process_data(&mut e, 2);
+    assert!(e.write(0x0810, &sm_bytes(0x1100, 2, 0x20)));
+    assert_eq!(request(&mut e, 0x14), (0x12, al_status::INVALID_SM_CONFIG));
     configure_process_data(&mut e, 2);
     assert_eq!(request(&mut e, 0x14), (0x04, 0));
     // OP before any valid outputs.
@@ -603,6 +633,43 @@ fn fmmu_bitwise_and_partial_mapping() {
     assert_eq!(e.logical(LogicalCommand::Write, 0x0FF, &mut [0, 0xF0]), 1);
     assert_eq!(e.peek(0x1000), 0x0F);
     assert_eq!(e.logical(LogicalCommand::Read, 0x100, &mut [0]), 1);
+}
+
+#[test]
+fn byte_wise_fmmus_ignore_the_bit_fields() {
+    // The FMMUs of fmmu_bitwise_and_partial_mapping on an ESC whose features bit 0 says
+    // its FMMUs work byte-wise (ETG.1000.4 table 32): start and stop bits are ignored,
+    // whole bytes move.
+    let s = sii("el2004");
+    let chip = EscChip {
+        features: EscChip::ET1200.features | 0x0001,
+        ..EscChip::ET1200
+    };
+    let mut e = Esc::new(
+        EscConfig {
+            chip,
+            ..EscConfig::for_sii(&s)
+        },
+        s,
+        Box::new(BasicApp::with_layout(vec![])),
+    );
+    let f0 = [0x00, 0x01, 0, 0, 1, 0, 4, 7, 0x00, 0x10, 0, 2, 1, 0, 0, 0];
+    assert!(e.write(0x0600, &f0));
+    let f1 = [0x00, 0x01, 0, 0, 1, 0, 0, 3, 0x01, 0x10, 4, 1, 1, 0, 0, 0];
+    assert!(e.write(0x0610, &f1));
+    assert!(e.write(0x1001, &[0xA0]));
+    let mut d = [0x5Cu8];
+    assert_eq!(e.logical(LogicalCommand::ReadWrite, 0x100, &mut d), 3);
+    assert_eq!(e.peek(0x1000), 0x5C, "the whole byte written");
+    assert_eq!(d, [0xA0], "the whole byte read");
+    // A window of several bytes maps byte for byte.
+    let f2 = [0x00, 0x02, 0, 0, 3, 0, 3, 5, 0x10, 0x10, 6, 2, 1, 0, 0, 0];
+    assert!(e.write(0x0620, &f2));
+    assert_eq!(
+        e.logical(LogicalCommand::Write, 0x1FF, &mut [9, 1, 2, 3, 4]),
+        1
+    );
+    assert_eq!([e.peek(0x1010), e.peek(0x1011), e.peek(0x1012)], [1, 2, 3]);
 }
 
 #[test]
