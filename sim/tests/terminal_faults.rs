@@ -73,7 +73,7 @@ impl Terminal {
     }
 
     /// INIT → PRE-OP with the SII's mailboxes.
-    fn to_preop(&mut self) {
+    fn bring_to_preop(&mut self) {
         let (rx, tx) = (self.sii.rx_mailbox, self.sii.tx_mailbox);
         self.sm(0, rx.offset, rx.size, 0x26);
         self.sm(1, tx.offset, tx.size, 0x22);
@@ -81,7 +81,7 @@ impl Terminal {
     }
 
     /// PRE-OP → SAFE-OP → OP with `outputs` written in between.
-    fn to_op(&mut self, outputs: &[u8]) {
+    fn bring_to_op(&mut self, outputs: &[u8]) {
         self.sm(2, SM2_START, SM2_LEN, SM2_CONTROL);
         assert_eq!(self.request(0x04), (0x04, 0));
         self.write_outputs(outputs);
@@ -172,8 +172,8 @@ fn emergency(msg: &[u8]) -> (u16, u8, u16) {
 #[test]
 fn sm_watchdog_sends_an_emergency_with_0x001b() {
     let mut t = Terminal::el4104();
-    t.to_preop();
-    t.to_op(&[1, 0, 2, 0, 3, 0, 4, 0]);
+    t.bring_to_preop();
+    t.bring_to_op(&[1, 0, 2, 0, 3, 0, 4, 0]);
     assert_eq!(t.read_mailbox(), None, "nothing to say in OP");
     // No outputs for longer than the 100 ms default watchdog.
     t.tick(100_000_001);
@@ -194,8 +194,8 @@ fn sm_watchdog_sends_an_emergency_with_0x001b() {
 #[test]
 fn an_injected_fall_back_reports_its_own_code() {
     let mut t = Terminal::el4104();
-    t.to_preop();
-    t.to_op(&[0; 8]);
+    t.bring_to_preop();
+    t.bring_to_op(&[0; 8]);
     t.esc.fall_back(AlState::SafeOp, al_status::SYNC_ERROR);
     let msg = t.read_mailbox().expect("an emergency");
     assert_eq!(emergency(&msg).2, al_status::SYNC_ERROR, "{msg:02X?}");
@@ -208,7 +208,7 @@ fn an_injected_fall_back_reports_its_own_code() {
     // A fall-back to INIT has no mailbox to report on, and nothing waits for PRE-OP.
     t.esc.fall_back(AlState::Init, al_status::SYNC_ERROR);
     assert_eq!(t.request(0x11), (0x01, 0));
-    t.to_preop();
+    t.bring_to_preop();
     t.tick(1_000_000);
     assert_eq!(t.read_mailbox(), None);
 }
@@ -216,21 +216,21 @@ fn an_injected_fall_back_reports_its_own_code() {
 #[test]
 fn no_emergency_survives_a_power_cycle() {
     let mut t = Terminal::el4104();
-    t.to_preop();
-    t.to_op(&[0; 8]);
+    t.bring_to_preop();
+    t.bring_to_op(&[0; 8]);
     // Power lost in OP, and again with an emergency waiting in the send mailbox.
     t.esc.power_cycle(t.now);
     t.tick(1_000_000);
-    t.to_preop();
+    t.bring_to_preop();
     t.tick(1_000_000);
     assert_eq!(t.read_mailbox(), None, "power cycle from OP");
-    t.to_op(&[0; 8]);
+    t.bring_to_op(&[0; 8]);
     t.tick(100_000_001);
     assert_eq!(t.esc.al_status_code(), al_status::SM_WATCHDOG);
     t.esc.power_cycle(t.now);
     t.tick(1_000_000);
     assert_eq!(t.esc.al_state(), AlState::Init);
-    t.to_preop();
+    t.bring_to_preop();
     t.tick(1_000_000);
     assert_eq!(
         t.read_mailbox(),
@@ -245,7 +245,7 @@ fn no_emergency_survives_a_power_cycle() {
 #[test]
 fn a_power_cycle_forgets_the_pdo_assignment_and_outputs_but_keeps_settings() {
     let mut t = Terminal::el4104();
-    t.to_preop();
+    t.bring_to_preop();
     assert_eq!(t.output_bytes(), 8, "recorded 0x1C12: four channels");
     // The master assigns only channel 1 (0x1C12:00 = 1) and changes a setting.
     assert_eq!(t.sdo_download(0x1C12, 0, &[1]), 0x60);
@@ -258,7 +258,7 @@ fn a_power_cycle_forgets_the_pdo_assignment_and_outputs_but_keeps_settings() {
     // Cold start.
     t.esc.power_cycle(t.now);
     t.tick(1_000_000);
-    t.to_preop();
+    t.bring_to_preop();
     assert_eq!(
         t.sdo_upload(0x1C12, 0),
         vec![4],

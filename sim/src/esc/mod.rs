@@ -427,10 +427,12 @@ impl Esc {
         if links == self.links {
             return;
         }
-        for p in 0..4 {
-            let setting = (self.mem[usize::from(regs::DL_CONTROL) + 1] >> (2 * p)) & 0x03;
-            if self.links[p] && !links[p] && setting != 3 {
-                self.count_error(usize::from(regs::LOST_LINKS) + p);
+        let loops = self.mem[usize::from(regs::DL_CONTROL) + 1];
+        for (p, (&was, &is)) in self.links.iter().zip(&links).enumerate() {
+            let closed = (loops >> (2 * p)) & 0x03 == 3;
+            if was && !is && !closed {
+                let at = usize::from(regs::LOST_LINKS) + p;
+                self.mem[at] = self.mem[at].saturating_add(1);
             }
         }
         self.links = links;
