@@ -16,6 +16,8 @@
 //! | a three-buffer output SM received a complete buffer in OP (or OP entered) | [`TerminalApp::outputs_written`] |
 //! | the master is about to read a three-buffer input SM      | [`TerminalApp::fill_inputs`] |
 //! | SM watchdog expired or the state left OP                 | [`TerminalApp::outputs_safe`] |
+//! | the terminal fell back with the error flag (SM watchdog, injected fault) | [`TerminalApp::error_indicated`] |
+//! | the terminal was power-cycled                            | [`TerminalApp::power_cycled`] |
 //!
 //! Mailbox messages the application sends (replies and spontaneous emergencies) go into
 //! a [`MailboxOutbox`]; the ESC copies them one at a time into the send mailbox (SM1)
@@ -492,9 +494,26 @@ pub trait TerminalApp: Send + fmt::Debug {
     /// Outputs must go to their safe state: the SM watchdog expired, or the state left OP.
     fn outputs_safe(&mut self, now_ns: u64);
 
+    /// The terminal detected a local error and fell back to `state` with the AL status
+    /// error flag and `code` (the SM watchdog's 0x001B, or an injected fall-back): the
+    /// state change has already happened. A CoE terminal reports it with an emergency
+    /// message in `outbox` (ETG.1000.6 5.6.4). In INIT the mailbox is off: the ESC drops
+    /// whatever is queued there. Not called for a state request the terminal refuses
+    /// (the master reads that code from 0x0134 itself) nor for a power cycle.
+    fn error_indicated(
+        &mut self,
+        now_ns: u64,
+        state: AlState,
+        code: AlStatusCode,
+        outbox: &mut MailboxOutbox,
+    ) {
+        let _ = (now_ns, state, code, outbox);
+    }
+
     /// The terminal was power-cycled: forget volatile settings (e.g. a PDO assignment the
-    /// master wrote over CoE) as the firmware would on a cold start. The ESC calls
-    /// [`outputs_safe`](Self::outputs_safe) first.
+    /// master wrote over CoE) as the firmware would on a cold start, and whatever was in
+    /// progress (mailbox transfers). The ESC calls [`outputs_safe`](Self::outputs_safe)
+    /// first and is back in INIT afterwards.
     fn power_cycled(&mut self, now_ns: u64) {
         let _ = now_ns;
     }
@@ -693,7 +712,19 @@ mod tests {
             check_process_data_sms(&layout, &sms),
             Err(al_status::INVALID_OUTPUT_CONFIG)
         );
+        // The right length in mailbox mode, or in the wrong direction.
         sms[2].length = 1;
+        sms[2].control = 0x46;
+        assert_eq!(
+            check_process_data_sms(&layout, &sms),
+            Err(al_status::INVALID_SM_CONFIG)
+        );
+        sms[2].control = 0x40;
+        assert_eq!(
+            check_process_data_sms(&layout, &sms),
+            Err(al_status::INVALID_SM_CONFIG)
+        );
+        sms[2].control = 0x44;
         sms[3] = SmConfig {
             start: 0x1000,
             length: 1,

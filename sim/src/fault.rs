@@ -31,6 +31,10 @@ pub struct FaultSettings {
     pub drop_ratio: f64,
     /// Fraction of replies in which one random bit of the EtherCAT payload is flipped.
     pub corrupt_ratio: f64,
+    /// The cable those bit errors happen on, on the frame's way back: the one into port 0
+    /// of the terminal at this position (0 = the master's cable); `None`: any cable the
+    /// frame crosses, chosen at random per frame.
+    pub corrupt_at: Option<usize>,
     /// Fraction of replies held back by `delay_ns`.
     pub delay_ratio: f64,
     /// The extra delay of a delayed reply.
@@ -70,6 +74,12 @@ pub struct FrameFate {
     pub drop: bool,
     /// Flip this bit (index into the EtherCAT payload, modulo its length).
     pub corrupt_bit: Option<u64>,
+    /// The cable the bit flips on (see [`FaultSettings::corrupt_at`]): the position
+    /// itself when `corrupt_pinned`, else a random number to take modulo the cables
+    /// the frame crosses.
+    pub corrupt_cable: u64,
+    /// Whether `corrupt_cable` is a pinned position.
+    pub corrupt_pinned: bool,
     /// Hold the reply back this long.
     pub delay_ns: u64,
 }
@@ -115,6 +125,12 @@ impl Faults {
         self.lock().settings.corrupt_ratio = ratio.clamp(0.0, 1.0);
     }
 
+    /// Puts the bit errors of [`Faults::set_corrupt_ratio`] on the cable into port 0 of
+    /// the terminal at `position` (0 = the master's cable); `None`: on any cable.
+    pub fn set_corrupt_at(&self, position: Option<usize>) {
+        self.lock().settings.corrupt_at = position;
+    }
+
     /// Delays a fraction of replies by `delay_ns`.
     pub fn set_delay(&self, ratio: f64, delay_ns: u64) {
         let mut s = self.lock();
@@ -154,6 +170,13 @@ impl Faults {
         }
         if settings.corrupt_ratio > 0.0 && s.next_unit() < settings.corrupt_ratio {
             fate.corrupt_bit = Some(s.next_u64());
+            match settings.corrupt_at {
+                Some(p) => {
+                    fate.corrupt_cable = p as u64;
+                    fate.corrupt_pinned = true;
+                }
+                None => fate.corrupt_cable = s.next_u64(),
+            }
         }
         if settings.delay_ratio > 0.0 && s.next_unit() < settings.delay_ratio {
             fate.delay_ns = settings.delay_ns;

@@ -49,7 +49,7 @@ enum Command {
         #[arg(long)]
         name: String,
     },
-    /// Switch fault injection of a running bus: `drop RATIO`, `corrupt RATIO`,
+    /// Switch fault injection of a running bus: `drop RATIO`, `corrupt RATIO [POSITION]`,
     /// `delay RATIO MICROSECONDS`, `link down|up`, `silent POSITION|none`,
     /// `power-cycle POSITION`, `fall-back POSITION init|preop|safeop CODE`, `clear`, `show`.
     Fault {

@@ -207,6 +207,7 @@ pub struct Segment {
     faults: Faults,
     spans: Vec<DatagramSpan>,
     silent_from: Option<usize>,
+    link_down: bool,
     last_error: Option<FrameError>,
 }
 
@@ -295,10 +296,15 @@ impl Segment {
             .min(self.terminals.len())
     }
 
+    /// Sets every terminal's links from the faults in force: the master's cable pulled
+    /// (`link_down`: terminal 0 loses port 0), terminals from `silent_from` on unpowered
+    /// (the one before loses port 1; the unpowered ones count nothing and keep what
+    /// they had until they come back).
     fn update_topology(&mut self) {
         let n = self.reachable();
-        for (i, t) in self.terminals.iter_mut().enumerate() {
-            t.set_links([i < n, i + 1 < n, false, false]);
+        let link_down = self.link_down;
+        for (i, t) in self.terminals.iter_mut().enumerate().take(n) {
+            t.set_links([i > 0 || !link_down, i + 1 < n, false, false]);
             t.set_downstream_rtt_ns(self.wire.downstream_rtt_ns(i, n));
         }
     }
@@ -312,8 +318,9 @@ impl Segment {
 
     fn apply_faults(&mut self, now_ns: u64) {
         let settings = self.faults.settings();
-        if settings.silent_from != self.silent_from {
+        if settings.silent_from != self.silent_from || settings.link_down != self.link_down {
             self.silent_from = settings.silent_from;
+            self.link_down = settings.link_down;
             self.update_topology();
         }
         for (pos, fault) in self.faults.take_pending() {
@@ -329,9 +336,9 @@ impl Segment {
 
     /// Processes one frame sent by the master at bus time `now_ns`, in place.
     pub fn process(&mut self, frame: &mut [u8], now_ns: u64) -> FrameOutcome {
-        let fate = if self.faults.any() || self.silent_from.is_some() {
+        let fate = if self.faults.any() || self.silent_from.is_some() || self.link_down {
             self.apply_faults(now_ns);
-            if self.faults.settings().link_down {
+            if self.link_down {
                 return FrameOutcome::Lost;
             }
             self.faults.roll()
@@ -394,12 +401,7 @@ impl Segment {
                     frame[6] |= SOURCE_MAC_PROCESSED_BIT;
                 }
                 if let Some(bit) = fate.corrupt_bit {
-                    if let Some(first) = spans.first() {
-                        let start = first.header;
-                        let len = frame.len() - start;
-                        let b = (bit % (len as u64 * 8)) as usize;
-                        frame[start + b / 8] ^= 1 << (b % 8);
-                    }
+                    self.corrupt(frame, &spans, bit, &fate, n);
                 }
                 FrameOutcome::Reply {
                     // Saturating: the injected delay is whatever the fault handle holds.
@@ -412,6 +414,46 @@ impl Segment {
         };
         self.spans = spans;
         outcome
+    }
+}
+
+impl Segment {
+    /// A bit error on the frame's way back (after every terminal processed it, so the
+    /// processing stands): flips one bit of the EtherCAT payload and moves the error
+    /// counters of the terminals that receive the damaged frame. The frame crossed `n`
+    /// terminals; cable k is the one into port 0 of terminal k (0 = the master's cable).
+    /// On cable k ≥ 1 terminal k-1 receives it on port 1 with a bad checksum and counts
+    /// an invalid frame; it marks the frame, so the terminals before it count a forwarded
+    /// error on port 1 ("RX Error Counter" and "Forwarded RX Error Counter", ETG.1000.4 /
+    /// ESC datasheet). On the master's cable no terminal sees it. A pinned cable the frame
+    /// does not reach leaves the frame alone.
+    fn corrupt(
+        &mut self,
+        frame: &mut [u8],
+        spans: &[DatagramSpan],
+        bit: u64,
+        fate: &crate::fault::FrameFate,
+        n: usize,
+    ) {
+        let cable = if fate.corrupt_pinned {
+            match usize::try_from(fate.corrupt_cable) {
+                Ok(c) if c < n.max(1) => c,
+                _ => return,
+            }
+        } else {
+            (fate.corrupt_cable % n.max(1) as u64) as usize
+        };
+        let Some(first) = spans.first() else { return };
+        let start = first.header;
+        let len = frame.len() - start;
+        let b = (bit % (len as u64 * 8)) as usize;
+        frame[start + b / 8] ^= 1 << (b % 8);
+        if cable >= 1 {
+            self.terminals[cable - 1].count_rx_error(1);
+            for t in &mut self.terminals[..cable - 1] {
+                t.count_forwarded_rx_error(1);
+            }
+        }
     }
 }
 

@@ -156,6 +156,38 @@ impl EthercatSocket {
 
     /// Receives one frame; `Ok(None)` when the receive timeout passed without one.
     pub fn recv(&self) -> Result<Option<Received>, ServeError> {
+        self.recv_flags(0)
+    }
+
+    /// Receives one frame if one arrives within `wait` (which may be shorter than the
+    /// socket's receive timeout); `Ok(None)` otherwise.
+    pub fn recv_within(&self, wait: Duration) -> Result<Option<Received>, ServeError> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ts = libc::timespec {
+            tv_sec: wait.as_secs() as libc::time_t,
+            tv_nsec: wait.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `pfd` and `ts` are live for the call; one descriptor, no signal mask.
+        let r = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(None)
+            } else {
+                Err(sys("ppoll", &self.interface)(e))
+            };
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        self.recv_flags(libc::MSG_DONTWAIT)
+    }
+
+    fn recv_flags(&self, flags: libc::c_int) -> Result<Option<Received>, ServeError> {
         let mut buf = vec![0u8; 9216];
         let mut control = [0u64; 16];
         let mut iov = libc::iovec {
@@ -169,7 +201,7 @@ impl EthercatSocket {
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = std::mem::size_of_val(&control);
         // SAFETY: every pointer in `msg` refers to a live buffer of the stated size.
-        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0) };
+        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, flags) };
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
@@ -329,36 +361,90 @@ pub fn realtime_ns() -> u64 {
 }
 
 /// How often the server wakes up without frames to let timers (watchdogs) run.
-const IDLE_TICK: Duration = Duration::from_millis(5);
+pub const IDLE_TICK: Duration = Duration::from_millis(5);
+
+/// Replies held back by their delay, released in the order they fall due (replies due
+/// at the same instant in the order they were held).
+#[derive(Debug, Default)]
+pub struct HeldReplies {
+    /// (due, frame), sorted by due time.
+    queue: std::collections::VecDeque<(std::time::Instant, Vec<u8>)>,
+}
+
+impl HeldReplies {
+    /// Holds `frame` until `due`.
+    pub fn hold(&mut self, due: std::time::Instant, frame: Vec<u8>) {
+        let at = self.queue.partition_point(|(d, _)| *d <= due);
+        self.queue.insert(at, (due, frame));
+    }
+
+    /// When the next held reply falls due.
+    pub fn next_due(&self) -> Option<std::time::Instant> {
+        self.queue.front().map(|(d, _)| *d)
+    }
+
+    /// Takes the next reply due at or before `now`.
+    pub fn take_due(&mut self, now: std::time::Instant) -> Option<Vec<u8>> {
+        if self.next_due()? <= now {
+            self.queue.pop_front().map(|(_, f)| f)
+        } else {
+            None
+        }
+    }
+
+    /// Number of replies held.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether no reply is held.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
 
 /// Serves a bus on `interface` until `stop` is set: attaches XDP_PASS, then for every
 /// EtherCAT frame calls `process(frame, kernel_rx_time_ns)` and sends back what it
 /// returns (`None`: the frame is lost), holding a reply back by its delay. Between frames
-/// `idle(now_ns)` runs every few milliseconds so that timers expire on time.
+/// `idle(now_ns)` runs every few milliseconds ([`IDLE_TICK`]) so that timers expire on
+/// time.
 pub fn serve(
     interface: &str,
     stop: &Arc<AtomicBool>,
+    process: impl FnMut(&[u8], u64) -> Option<Reply>,
+    idle: impl FnMut(u64),
+) -> Result<ServeStats, ServeError> {
+    serve_with_idle_tick(interface, stop, IDLE_TICK, process, idle)
+}
+
+/// [`serve`] with `idle` running every `idle_tick` without frames. A held reply goes out
+/// when it falls due: the wait for the next frame ends then, not at the next tick.
+pub fn serve_with_idle_tick(
+    interface: &str,
+    stop: &Arc<AtomicBool>,
+    idle_tick: Duration,
     mut process: impl FnMut(&[u8], u64) -> Option<Reply>,
     mut idle: impl FnMut(u64),
 ) -> Result<ServeStats, ServeError> {
     let _xdp = XdpPass::attach(interface)?;
-    let socket = EthercatSocket::open(interface, IDLE_TICK)?;
+    let socket = EthercatSocket::open(interface, idle_tick)?;
     let mut stats = ServeStats::default();
-    let mut held: Vec<(std::time::Instant, Vec<u8>)> = Vec::new();
+    let mut held = HeldReplies::default();
+    let mut last_idle = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let now = std::time::Instant::now();
-        let mut i = 0;
-        while i < held.len() {
-            if held[i].0 <= now {
-                let (_, frame) = held.remove(i);
-                socket.send(&frame)?;
-                stats.sent += 1;
-            } else {
-                i += 1;
-            }
+        let mut now = std::time::Instant::now();
+        while let Some(frame) = held.take_due(now) {
+            socket.send(&frame)?;
+            stats.sent += 1;
+            now = std::time::Instant::now();
         }
-        let Some(rx) = socket.recv()? else {
-            idle(realtime_ns());
+        let next_idle = last_idle + idle_tick;
+        let wake = held.next_due().map_or(next_idle, |due| due.min(next_idle));
+        let Some(rx) = socket.recv_within(wake.saturating_duration_since(now))? else {
+            if std::time::Instant::now() >= next_idle {
+                last_idle = std::time::Instant::now();
+                idle(realtime_ns());
+            }
             continue;
         };
         stats.received += 1;
@@ -372,21 +458,26 @@ pub fn serve(
                 socket.send(&reply.frame)?;
                 stats.sent += 1;
             }
-            Some(reply) => held.push((
-                std::time::Instant::now() + Duration::from_nanos(reply.delay_ns),
-                reply.frame,
-            )),
+            Some(reply) => {
+                let delay = Duration::from_nanos(reply.delay_ns);
+                match std::time::Instant::now().checked_add(delay) {
+                    Some(due) => held.hold(due, reply.frame),
+                    // Due beyond the clock's range: it would never go out.
+                    None => stats.dropped += 1,
+                }
+            }
             None => stats.dropped += 1,
         }
     }
     Ok(stats)
 }
 
-/// Builds the segment of a built bus: one ESC per terminal in order, with its clock
-/// drift and, where the topology sets one, its station alias written into the EEPROM
+/// Builds the segment of a built bus: its wire-time model, one ESC per terminal in order,
+/// with its clock drift and, where the topology sets one, its station alias written into the EEPROM
 /// image (word 4, checksum word 7 recomputed) as a real terminal would hold it.
 pub fn build_segment(bus: crate::topology::BuiltBus) -> crate::segment::Segment {
     let mut segment = crate::segment::Segment::new();
+    segment.set_wire_time(bus.wire_time);
     for t in bus.terminals {
         let mut sii = t.sii;
         if let Some(alias) = t.alias {
@@ -455,7 +546,8 @@ pub fn bus_processor(bus: crate::topology::BuiltBus) -> BusProcessor {
 
 /// Applies one fault-injection command to `faults` and returns what is now in force.
 ///
-/// Commands (one per line): `drop RATIO`, `corrupt RATIO`, `delay RATIO MICROSECONDS`,
+/// Commands (one per line): `drop RATIO`, `corrupt RATIO [POSITION]`,
+/// `delay RATIO MICROSECONDS`,
 /// `link down|up`, `silent POSITION|none`, `power-cycle POSITION`,
 /// `fall-back POSITION init|preop|safeop CODE` (code in hex, e.g. 0x001A), `clear`, `show`.
 /// Ratios are fractions 0..1 of frames; positions count terminals from 0.
@@ -479,7 +571,18 @@ pub fn apply_fault_command(faults: &crate::fault::Faults, line: &str) -> Result<
     };
     match words.as_slice() {
         ["drop", rest @ ..] => faults.set_drop_ratio(ratio(rest.first())?),
-        ["corrupt", rest @ ..] => faults.set_corrupt_ratio(ratio(rest.first())?),
+        ["corrupt", rest @ ..] => {
+            let r = ratio(rest.first())?;
+            let at = match rest.get(1) {
+                Some(_) => Some(position(rest.get(1))?),
+                None => None,
+            };
+            if rest.len() > 2 {
+                return Err(format!("corrupt takes RATIO [POSITION], not {line:?}"));
+            }
+            faults.set_corrupt_ratio(r);
+            faults.set_corrupt_at(at);
+        }
         ["delay", rest @ ..] => {
             let r = ratio(rest.first())?;
             let us: u64 = rest
@@ -577,6 +680,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn held_replies_fall_due_in_order() {
+        let t0 = std::time::Instant::now();
+        let ms = Duration::from_millis;
+        let mut h = HeldReplies::default();
+        h.hold(t0 + ms(30), vec![3]);
+        h.hold(t0 + ms(10), vec![1]);
+        h.hold(t0 + ms(30), vec![4]);
+        h.hold(t0 + ms(20), vec![2]);
+        assert_eq!(h.next_due(), Some(t0 + ms(10)));
+        assert_eq!(h.take_due(t0 + ms(5)), None, "nothing due yet");
+        assert_eq!(h.take_due(t0 + ms(25)), Some(vec![1]));
+        assert_eq!(h.take_due(t0 + ms(25)), Some(vec![2]));
+        assert_eq!(h.take_due(t0 + ms(25)), None);
+        assert_eq!(h.next_due(), Some(t0 + ms(30)));
+        // Equal due times keep the order they were held in.
+        assert_eq!(h.take_due(t0 + ms(30)), Some(vec![3]));
+        assert_eq!(h.take_due(t0 + ms(30)), Some(vec![4]));
+        assert!(h.is_empty());
+    }
+
+    #[test]
     fn fault_commands_change_the_settings() {
         let f = crate::fault::Faults::default();
         apply_fault_command(&f, "drop 0.25").expect("drop");
@@ -586,6 +710,18 @@ mod tests {
         assert_eq!(s.drop_ratio, 0.25);
         assert_eq!((s.delay_ratio, s.delay_ns), (0.5, 200_000));
         assert_eq!(s.silent_from, Some(3));
+        apply_fault_command(&f, "corrupt 0.5 2").expect("corrupt on a cable");
+        assert_eq!(
+            (f.settings().corrupt_ratio, f.settings().corrupt_at),
+            (0.5, Some(2))
+        );
+        apply_fault_command(&f, "corrupt 0.25").expect("corrupt anywhere");
+        assert_eq!(
+            (f.settings().corrupt_ratio, f.settings().corrupt_at),
+            (0.25, None)
+        );
+        assert!(apply_fault_command(&f, "corrupt 0.25 x").is_err());
+        assert!(apply_fault_command(&f, "corrupt 0.25 1 2").is_err());
         apply_fault_command(&f, "fall-back 2 safeop 0x001A").expect("fall-back");
         assert_eq!(f.take_pending().len(), 1);
         assert!(apply_fault_command(&f, "drop 2").is_err());

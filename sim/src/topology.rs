@@ -15,6 +15,7 @@ use crate::coe::from_sii::{dictionary_from_sii, name_from_sii};
 use crate::coe::terminal::DictionaryTerminal;
 use crate::models::{Model, PlantHandle, Signal, Stepper};
 use crate::sii::{Sii, mailbox_protocol};
+use crate::wiretime::{DEFAULT_FORWARD_DELAY_NS, WireTime};
 
 /// The topology file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +33,21 @@ pub struct TopologyFile {
     /// Free-running counters.
     #[serde(default, rename = "counter")]
     pub counters: Vec<CounterSpec>,
+    /// The wire-time model (off without this table).
+    pub wire_time: Option<WireTimeSpec>,
+}
+
+/// The `[wire_time]` table: 80 ns per byte plus a forwarding delay per terminal
+/// ([`WireTime`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireTimeSpec {
+    /// Whether the model applies (default true: the table switches it on).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Forwarding delay of every terminal in one direction, ns (default 500); a
+    /// terminal's own `forward_delay_ns` overrides it.
+    pub forward_delay_ns: Option<Spanned<u64>>,
 }
 
 /// One terminal.
@@ -49,6 +65,8 @@ pub struct TerminalSpec {
     /// Drift of the terminal's local clock in parts per million.
     #[serde(default)]
     pub drift_ppm: f64,
+    /// This terminal's forwarding delay in one direction, ns (needs `[wire_time]`).
+    pub forward_delay_ns: Option<Spanned<u64>>,
 }
 
 /// An output wired to an input.
@@ -115,6 +133,9 @@ pub struct CounterSpec {
 
 fn one() -> f64 {
     1.0
+}
+fn yes() -> bool {
+    true
 }
 fn spanned(s: &str) -> Spanned<String> {
     Spanned::new(0..0, s.to_string())
@@ -203,7 +224,13 @@ pub struct BuiltBus {
     pub terminals: Vec<BuiltTerminal>,
     /// The plant: models and the output log.
     pub plant: PlantHandle,
+    /// The wire-time model (off unless the topology has `[wire_time]`).
+    pub wire_time: WireTime,
 }
+
+/// The largest forwarding delay a topology may give a terminal: 1 ms, three orders of
+/// magnitude above a real ESC's (~0.5 µs, [`crate::wiretime::DEFAULT_FORWARD_DELAY_NS`]).
+pub const MAX_FORWARD_DELAY_NS: u64 = 1_000_000;
 
 impl Topology {
     /// Reads and parses a topology file.
@@ -438,7 +465,55 @@ impl Topology {
                 drift_ppm: t.drift_ppm,
             });
         }
-        Ok(BuiltBus { terminals, plant })
+        let wire_time = self.wire_time()?;
+        Ok(BuiltBus {
+            terminals,
+            plant,
+            wire_time,
+        })
+    }
+
+    /// The wire-time model `[wire_time]` and the terminals' `forward_delay_ns` describe.
+    fn wire_time(&self) -> Result<WireTime, TopologyError> {
+        let check = |d: &Spanned<u64>, key: &str| -> Result<u64, TopologyError> {
+            if *d.get_ref() > MAX_FORWARD_DELAY_NS {
+                return Err(self.invalid(
+                    &d.span(),
+                    format!(
+                        "{key} = {} is more than {MAX_FORWARD_DELAY_NS} ns",
+                        d.get_ref()
+                    ),
+                ));
+            }
+            Ok(*d.get_ref())
+        };
+        let spec = self.file.wire_time.as_ref();
+        let enabled = spec.is_some_and(|w| w.enabled);
+        let default_forward_delay_ns = match spec.and_then(|w| w.forward_delay_ns.as_ref()) {
+            Some(d) => check(d, "[wire_time] forward_delay_ns")?,
+            None => DEFAULT_FORWARD_DELAY_NS,
+        };
+        let mut forward_delay_ns = Vec::new();
+        for t in &self.file.terminals {
+            let delay = match &t.forward_delay_ns {
+                Some(d) if !enabled => {
+                    return Err(self.invalid(
+                        &d.span(),
+                        "forward_delay_ns has no effect: the wire-time model is off \
+                         ([wire_time] missing or enabled = false)"
+                            .to_string(),
+                    ));
+                }
+                Some(d) => check(d, "forward_delay_ns")?,
+                None => default_forward_delay_ns,
+            };
+            forward_delay_ns.push(delay);
+        }
+        Ok(WireTime {
+            enabled,
+            forward_delay_ns,
+            default_forward_delay_ns,
+        })
     }
 }
 
@@ -550,6 +625,34 @@ mod tests {
             (
                 format!("{el2004}[[terminal]]\nname = \"A\"\neeprom = \"eeprom/el2004.bin\"\n"),
                 &["line 5", "used twice"],
+            ),
+            (
+                format!("{el2004}[wire_time]\nforward_delay = 300\n"),
+                &["line 5", "forward_delay", "forward_delay_ns"],
+            ),
+            (
+                format!("{el2004}[wire_time]\nforward_delay_ns = -1\n"),
+                &["line 5", "forward_delay_ns"],
+            ),
+            (
+                format!("{el2004}[wire_time]\nforward_delay_ns = 2000000\n"),
+                &["line 5", "forward_delay_ns", "more than 1000000 ns"],
+            ),
+            (
+                format!("{el2004}[wire_time]\nenabled = \"yes\"\n"),
+                &["line 5", "enabled"],
+            ),
+            (
+                format!("{el2004}forward_delay_ns = 700\n"),
+                &["line 4", "forward_delay_ns", "wire-time model is off"],
+            ),
+            (
+                format!("{el2004}forward_delay_ns = 700\n[wire_time]\nenabled = false\n"),
+                &["line 4", "forward_delay_ns", "wire-time model is off"],
+            ),
+            (
+                format!("{el2004}forward_delay_ns = 1000001\n[wire_time]\n"),
+                &["line 4", "forward_delay_ns", "more than"],
             ),
         ];
         for (text, wanted) in &cases {

@@ -4,7 +4,8 @@
 //! forwarding delay of the terminals in between), the port receive-time latch of DC gets
 //! realistic propagation delays, and [`WireTime::round_trip_ns`] says how long a frame
 //! would take on a real bus, so cycle figures can be stated for hardware as well as for
-//! the simulator. With it off every terminal sees a frame at the same instant.
+//! the simulator. With it off every terminal sees a frame at the same instant. A
+//! topology switches it on with its `[wire_time]` table (`docs/sim.md`).
 
 /// Time per byte at 100 Mbit/s (IEEE 802.3: 10 ns per bit).
 pub const NS_PER_BYTE: u64 = 80;

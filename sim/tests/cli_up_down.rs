@@ -133,6 +133,23 @@ fn bad_topology_and_missing_interface_give_clear_errors() {
         !Path::new("/sys/class/net").join(&name).exists(),
         "nothing created"
     );
+    // A misspelt wire-time key is named with its line.
+    std::fs::write(
+        &bad,
+        "[[terminal]]\neeprom = \"x.bin\"\n\n[wire_time]\nforward_delay = 300\n",
+    )
+    .expect("write");
+    let o = sim(&["up", "--name", &name, bad.to_str().expect("utf-8")]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("forward_delay") && err.contains("line 5"),
+        "{err}"
+    );
+    assert!(
+        !Path::new("/run/netns").join(&name).exists(),
+        "nothing created"
+    );
 
     let topology = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/sim/reference.toml");
     let o = sim(&[

@@ -606,3 +606,39 @@ fn hostile_mailbox_messages_get_well_formed_replies() {
     assert_eq!(reply[8] & 0xE0, 0x40, "upload response: {reply:02x?}");
     assert_eq!(&reply[12..16], &2u32.to_le_bytes(), "Beckhoff vendor id");
 }
+
+#[test]
+fn a_mapping_longer_than_its_entry_is_refused() {
+    // EL7041 RxPDO 0x1604 maps the 16-bit velocity 0x7010:21. The entries are checked
+    // when subindex 0 makes them count (ETG.1000.6 5.6.7.4).
+    let mut s = server("el7041.json", 128);
+    let mut c = Client::new();
+    let pre = AccessState::PreOp;
+    let mut map = |s: &mut CoeServer, bits: u8| {
+        c.download(s, 0x1604, 0, &[0], false, pre, 0)
+            .expect("sub 0 = 0 first");
+        c.download(s, 0x1604, 1, &[bits, 0x21, 0x10, 0x70], false, pre, 0)
+            .expect("an entry is taken while sub 0 is 0");
+        c.download(s, 0x1604, 0, &[1], false, pre, 0)
+    };
+    for bits in [17, 32, 64, 0] {
+        assert_eq!(
+            map(&mut s, bits),
+            Err(0x0604_0041),
+            "{bits} bits of a 16-bit entry"
+        );
+        assert_eq!(
+            s.dictionary().value_u64(0x1604, 0),
+            Some(0),
+            "nothing mapped"
+        );
+    }
+    // Its own length, or its low-order part as compact PDOs map it.
+    for bits in [8, 16] {
+        map(&mut s, bits).unwrap_or_else(|e| panic!("{bits} bits: abort {e:#010X}"));
+        assert_eq!(
+            s.dictionary().value_u64(0x1604, 1),
+            Some(0x7010_2100 | u64::from(bits))
+        );
+    }
+}

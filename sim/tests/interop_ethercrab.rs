@@ -7,9 +7,9 @@
 //! Needs root (veth pair, AF_PACKET, XDP): fails, does not skip, without it.
 
 mod support;
+mod veth;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +20,7 @@ use ferrocat_sim::models::Signal;
 use ferrocat_sim::serve;
 use ferrocat_sim::topology::Topology;
 use support::{assert_tshark_clean, tshark_matching, write_pcapng};
+use veth::Veth;
 
 const MAX_SUBDEVICES: usize = 16;
 const MAX_PDU_DATA: usize = PduStorage::element_size(1100);
@@ -30,50 +31,6 @@ const PDI_LEN: usize = 128;
 type Captured = Vec<(u64, Vec<u8>)>;
 
 static PDU_STORAGE: PduStorage<MAX_FRAMES, MAX_PDU_DATA> = PduStorage::new();
-
-/// A veth pair in this namespace, removed on drop (also when the test panics).
-struct Veth {
-    master: String,
-}
-
-impl Veth {
-    fn new() -> (Self, String) {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let pid = std::process::id() % 100_000;
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 100;
-        let master = format!("fcsm{pid}x{n}");
-        let sim = format!("fcss{pid}x{n}");
-        let ok = Command::new("ip")
-            .args(["link", "add", &master, "type", "veth", "peer", "name", &sim])
-            .status()
-            .expect("run ip");
-        assert!(
-            ok.success(),
-            "creating veth pair {master}/{sim} (needs root)"
-        );
-        let guard = Self {
-            master: master.clone(),
-        };
-        for i in [&master, &sim] {
-            assert!(
-                Command::new("ip")
-                    .args(["link", "set", i, "up"])
-                    .status()
-                    .expect("ip")
-                    .success()
-            );
-        }
-        (guard, sim)
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.master])
-            .status();
-    }
-}
 
 #[test]
 fn ethercrab_runs_the_reference_bus() {

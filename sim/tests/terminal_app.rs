@@ -168,3 +168,95 @@ fn pdo_assignment_written_over_coe_decides_the_expected_sm_sizes() {
     sms[3] = sm(8);
     assert_eq!(t.check_transition(0, to_safeop(&sms)), Ok(()));
 }
+
+#[test]
+fn real_mappings_never_map_more_bits_than_an_entry_has_but_may_map_fewer() {
+    // What justifies the rule for PDO mapping writes (abort 0x06040041 beyond the entry's
+    // length, shorter accepted): no real terminal's dictionary maps an entry with more
+    // bits than it has, and the stepper terminals' compact PDOs map 32-bit entries with
+    // 16 bits (EL7041 0x1A00 maps the encoder 0x6000:11, 0x1600 the target 0x7000:11).
+    use ferrocat_sim::coe::dictionary::{decode_mapping, is_pdo_mapping};
+    let mut dictionaries = Vec::new();
+    for name in ["el3164", "el4104", "el6022", "el7031", "el7041"] {
+        let path = testdata().join(format!("sdo/{name}.json"));
+        let od = ObjectDictionary::from_json_file(&path).expect("json");
+        dictionaries.push((name.to_string(), od));
+    }
+    for name in [
+        "ek1100",
+        "ek1814",
+        "el2004",
+        "el2262",
+        "el2828",
+        "el2889",
+        "akd",
+        "hbm-clipx",
+    ] {
+        let s = sii(&format!("{name}.bin"));
+        dictionaries.push((format!("{name} (SII)"), dictionary_from_sii(&s)));
+    }
+    let mut checked = 0;
+    let mut shorter = Vec::new();
+    for (name, od) in &dictionaries {
+        for object in od.objects().filter(|o| is_pdo_mapping(o.index)) {
+            for entry in object.entries.range(1..).map(|(_, e)| e) {
+                let Some(m) = decode_mapping(&entry.value) else {
+                    continue;
+                };
+                if m.index == 0 {
+                    continue;
+                }
+                let mapped = od.entry(m.index, m.sub).expect("mapped entry exists");
+                let at = format!(
+                    "{name}: 0x{:04X} maps 0x{:04X}:{:02X}",
+                    object.index, m.index, m.sub
+                );
+                assert!(
+                    m.bit_len > 0 && u16::from(m.bit_len) <= mapped.bit_len,
+                    "{at}"
+                );
+                if u16::from(m.bit_len) < mapped.bit_len {
+                    shorter.push(at);
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "{checked}");
+    assert!(
+        shorter.contains(&"el7041: 0x1A00 maps 0x6000:11".to_string()),
+        "{shorter:?}"
+    );
+}
+
+#[test]
+fn a_pdo_assignment_naming_what_does_not_exist_is_refused_with_the_mapping_codes() {
+    use ferrocat_sim::app::{AlState, SmConfig, Transition, al_status};
+    // SM2 outputs, SM3 inputs (0x1C00); an assignment naming a PDO that does not exist
+    // gives 0x0025 (outputs), a mapping naming an entry that does not exist 0x0024
+    // (inputs), ETG.1000.6 table 11.
+    let cases = [
+        (
+            r#"{"objects": {"1C00:03": "03", "1C00:04": "04", "1C12:01": "0516",
+                "1600:01": "10010070", "7000:01": "0000"}}"#,
+            al_status::INVALID_OUTPUT_MAPPING,
+        ),
+        (
+            r#"{"objects": {"1C00:03": "03", "1C00:04": "04", "1C13:01": "001A",
+                "1A00:01": "10110060"}}"#,
+            al_status::INVALID_INPUT_MAPPING,
+        ),
+    ];
+    for (json, code) in cases {
+        let od = ObjectDictionary::from_json_str(json).expect("dictionary");
+        let mut t = DictionaryTerminal::new(0, od, true, PlantHandle::default());
+        t.state_changed(0, AlState::Init, AlState::PreOp);
+        let sms = [SmConfig::default(); 4];
+        let to_safe_op = Transition {
+            from: AlState::PreOp,
+            to: AlState::SafeOp,
+            sms: &sms,
+        };
+        assert_eq!(t.check_transition(0, to_safe_op), Err(code), "{json}");
+    }
+}

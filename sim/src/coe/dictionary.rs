@@ -700,7 +700,12 @@ impl ObjectDictionary {
                 } else {
                     Access::TXPDO
                 };
-                if entry.access.0 & flag == 0 || u16::from(m.bit_len) > entry.bit_len.max(8) * 4 {
+                // At most the entry's own length (beyond: abort 0x06040041 "object cannot
+                // be mapped to the PDO"); fewer bits map its low-order part,
+                // as the compact PDOs of real terminals do (EL7041 0x1A00 maps the 32-bit
+                // encoder 0x6000:11 with 16 bits).
+                let bits = u16::from(m.bit_len);
+                if entry.access.0 & flag == 0 || bits == 0 || bits > entry.bit_len {
                     return Err(AbortCode::CANNOT_BE_MAPPED);
                 }
             }

@@ -12,33 +12,53 @@ use crate::app::{
 use crate::coe::mailbox::HEADER_LEN;
 use crate::models::{PlantHandle, Signal};
 
-/// Emergency error code sent when the SM watchdog takes the terminal out of OP: "EtherCAT
-/// state machine transition error", data = the AL status code. ETG.1000.6 table 50.
+/// Emergency error code sent when a local error makes the terminal fall back (SM
+/// watchdog, injected fault): "EtherCAT state machine transition error", data = the AL
+/// status code of the error. ETG.1000.6 table 50.
 pub const EMERGENCY_AL_TRANSITION: u16 = 0xA000;
+/// Error register of that emergency: generic error (bit 0) and communication error
+/// (bit 4), the layout of object 0x1001 (CiA 301 7.5.2.2).
+pub const EMERGENCY_AL_TRANSITION_REGISTER: u8 = 0x11;
+
+/// The send mailbox size the CoE server assumes until the first request tells it the
+/// one the master configured (the smallest mailbox of the terminals in the test data).
+const INITIAL_MAILBOX_IN: usize = 128;
+
+/// Whether the values of object `index` survive a power cycle: the manufacturer area
+/// (0x2000-0x5FFF) and the settings (0x8000-0x8FFF). Beckhoff terminals store CoE
+/// parameters changed online in their EEPROM, so they are still there after a restart
+/// ("Data management", CoE chapter of the Beckhoff terminal documentation). Everything
+/// else (PDO mapping and assignment, outputs 0x7xxx, inputs 0x6xxx, the code word
+/// 0xF008) starts from its power-on value: a master must configure the PDOs again
+/// after a cold start, as its start-up list does anyway.
+pub fn survives_power_cycle(index: u16) -> bool {
+    matches!(index, 0x2000..=0x5FFF | 0x8000..=0x8FFF)
+}
 
 /// A terminal application over an object dictionary.
 #[derive(Debug)]
 pub struct DictionaryTerminal {
     position: usize,
     od: ObjectDictionary,
+    /// The dictionary as the terminal was built (its power-on values).
+    power_on: ObjectDictionary,
     coe: Option<CoeServer>,
     plant: PlantHandle,
     state: AlState,
-    pending_emergency: Option<Emergency>,
 }
 
 impl DictionaryTerminal {
-    /// The terminal at bus `position` with dictionary `od`; `coe` says whether it answers
-    /// CoE on its mailbox; outputs and inputs go through `plant`.
+    /// The terminal at bus `position` with dictionary `od` (its power-on values); `coe`
+    /// says whether it answers CoE on its mailbox; outputs and inputs go through `plant`.
     pub fn new(position: usize, od: ObjectDictionary, coe: bool, plant: PlantHandle) -> Self {
-        let coe = coe.then(|| CoeServer::new(od.clone(), 128));
+        let coe = coe.then(|| CoeServer::new(od.clone(), INITIAL_MAILBOX_IN));
         Self {
             position,
+            power_on: od.clone(),
             od,
             coe,
             plant,
             state: AlState::Init,
-            pending_emergency: None,
         }
     }
 
@@ -121,13 +141,6 @@ impl TerminalApp for DictionaryTerminal {
         forward_replies(coe, outbox);
     }
 
-    fn poll(&mut self, _now_ns: u64, outbox: &mut MailboxOutbox) {
-        if let (Some(e), Some(coe)) = (self.pending_emergency.take(), &mut self.coe) {
-            coe.queue_emergency(e);
-            forward_replies(coe, outbox);
-        }
-    }
-
     fn outputs_written(&mut self, now_ns: u64, sm: u8, data: &[u8]) {
         let Ok(layout) = self.layout() else { return };
         let Some(sm_layout) = layout.sm(sm) else {
@@ -170,17 +183,6 @@ impl TerminalApp for DictionaryTerminal {
     }
 
     fn outputs_safe(&mut self, now_ns: u64) {
-        if self.state == AlState::Op {
-            // Still in OP: the SM watchdog fired, not a requested transition.
-            self.pending_emergency = Some(Emergency {
-                error_code: EMERGENCY_AL_TRANSITION,
-                error_register: 0x11,
-                data: {
-                    let c = al_status::SM_WATCHDOG.to_le_bytes();
-                    [c[0], c[1], 0, 0, 0]
-                },
-            });
-        }
         let Ok(layout) = self.layout() else { return };
         let position = self.position;
         let mut safe = Vec::new();
@@ -197,6 +199,42 @@ impl TerminalApp for DictionaryTerminal {
         for (index, sub) in safe {
             plant.apply_output(now_ns, Signal::new(position, index, sub), 0, true);
         }
+    }
+    fn error_indicated(
+        &mut self,
+        _now_ns: u64,
+        state: AlState,
+        code: AlStatusCode,
+        outbox: &mut MailboxOutbox,
+    ) {
+        if state == AlState::Init {
+            return; // no mailbox in INIT
+        }
+        let Some(coe) = &mut self.coe else { return };
+        let c = code.to_le_bytes();
+        coe.queue_emergency(Emergency {
+            error_code: EMERGENCY_AL_TRANSITION,
+            error_register: EMERGENCY_AL_TRANSITION_REGISTER,
+            data: [c[0], c[1], 0, 0, 0],
+        });
+        forward_replies(coe, outbox);
+    }
+
+    fn power_cycled(&mut self, _now_ns: u64) {
+        let mut od = self.power_on.clone();
+        for object in self
+            .dictionary()
+            .objects()
+            .filter(|o| survives_power_cycle(o.index))
+        {
+            od.insert(object.clone());
+        }
+        // A fresh CoE server: no transfer in progress, mailbox counters from the start.
+        if self.coe.is_some() {
+            self.coe = Some(CoeServer::new(od.clone(), INITIAL_MAILBOX_IN));
+        }
+        self.od = od;
+        self.state = AlState::Init;
     }
 }
 

@@ -42,11 +42,16 @@ impl Esc {
         self.mem[usize::from(regs::WD_STATUS)] &= !0x01;
         let c = usize::from(regs::WD_COUNTER_PD);
         self.mem[c] = self.mem[c].saturating_add(1);
-        self.app.outputs_safe(self.now_ns);
-        // Firmware drops to SAFE-OP with 0x001B (ETG.1000.6 table 11); an ESC in device
-        // emulation only clears its outputs, its AL status mirrors AL control.
+        // The buffer the watchdog guarded is stale: OP needs a fresh one (0x0019 until it
+        // arrives, ETG.1000.6 table 11), and entering OP must not apply the old one.
+        self.outputs_valid = false;
+        // Firmware drops to SAFE-OP with 0x001B (ETG.1000.6 table 11), which also puts the
+        // outputs in their safe state; an ESC in device emulation only clears its outputs,
+        // its AL status mirrors AL control.
         if self.has_firmware && self.state == AlState::Op {
             self.fall_back(AlState::SafeOp, al_status::SM_WATCHDOG);
+        } else {
+            self.app.outputs_safe(self.now_ns);
         }
     }
 
@@ -108,6 +113,14 @@ impl Esc {
         self.status_code = code;
         self.set_state(to);
         self.update_al_registers();
+        self.app
+            .error_indicated(self.now_ns, to, code, &mut self.outbox);
+        if self.state == AlState::Init {
+            // No mailbox in INIT (ETG.1000.6 6.4.1): nothing queued now may reach the
+            // master once it comes back to PRE-OP.
+            self.outbox.clear();
+        }
+        self.load_send_mailbox();
     }
 
     /// Power-cycles the terminal: outputs safe, registers to reset values, INIT.

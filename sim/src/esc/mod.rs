@@ -419,12 +419,24 @@ impl Esc {
         self.mem.get(start..start + usize::from(s.cfg.length))
     }
 
-    /// Which ports have a link (port 0 is upstream). Sets the DL status register.
+    /// Which ports have a link (port 0 is upstream). Sets the DL status register; each
+    /// link lost counts in the port's "Lost Link Counter" 0x0310 + port (ETG.1000.4 /
+    /// ESC datasheet, saturating at 255), unless the master keeps the port's loop closed
+    /// (DL control 0x0101 setting 11: nothing passes through the port anyway).
     pub fn set_links(&mut self, links: [bool; 4]) {
-        if links != self.links {
-            self.links = links;
-            self.update_dl_status();
+        if links == self.links {
+            return;
         }
+        let loops = self.mem[usize::from(regs::DL_CONTROL) + 1];
+        for (p, (&was, &is)) in self.links.iter().zip(&links).enumerate() {
+            let closed = (loops >> (2 * p)) & 0x03 == 3;
+            if was && !is && !closed {
+                let at = usize::from(regs::LOST_LINKS) + p;
+                self.mem[at] = self.mem[at].saturating_add(1);
+            }
+        }
+        self.links = links;
+        self.update_dl_status();
     }
 
     /// The bits this terminal ORs into the IRQ field of every datagram passing it: ECAT
@@ -451,11 +463,25 @@ impl Esc {
         self.downstream_rtt_ns = ns;
     }
 
-    /// Counts an invalid frame received on `port` (0x0300 + 2 * port, saturating at 255),
-    /// as the ESC does for a frame with a bad length or checksum.
+    /// Counts an invalid frame received on `port`, as the ESC does for a frame with a bad
+    /// length or checksum that no ESC before it marked: "invalid frame counter" of the
+    /// port, 0x0300 + 2 * port (ETG.1000.4 / ESC datasheet "RX Error Counter"
+    /// 0x0300:0x0307), saturating at 255.
     pub fn count_rx_error(&mut self, port: usize) {
-        let a = usize::from(regs::ERROR_COUNTERS) + 2 * port.min(3);
-        self.mem[a] = self.mem[a].saturating_add(1);
+        self.count_error(usize::from(regs::ERROR_COUNTERS) + 2 * port.min(3));
+    }
+
+    /// Counts a frame received on `port` that an ESC before this one already found
+    /// invalid and marked: "Forwarded RX Error Counter" 0x0308 + port (ETG.1000.4 / ESC
+    /// datasheet), saturating at 255. Only the first ESC to see an error counts it as an
+    /// invalid frame; the ones after it count it here, so a master can tell where it
+    /// happened.
+    pub fn count_forwarded_rx_error(&mut self, port: usize) {
+        self.count_error(usize::from(regs::FORWARDED_RX_ERRORS) + port.min(3));
+    }
+
+    fn count_error(&mut self, at: usize) {
+        self.mem[at] = self.mem[at].saturating_add(1);
     }
 
     /// Whether the configuration leaves the clock's power-on offset to the segment.

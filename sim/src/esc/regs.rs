@@ -41,8 +41,14 @@ pub const ECAT_EVENT_MASK: u16 = 0x0200;
 /// reading 0x0110), bit 3 AL status changed (cleared by reading 0x0130), bits 4..11
 /// SyncManager n has something for the master.
 pub const ECAT_EVENT_REQUEST: u16 = 0x0210;
-/// Error counters 0x0300..=0x0313 (a write clears them).
+/// Error counters 0x0300..=0x0313 (a write clears them). First: the RX error counters,
+/// per port p an invalid frame counter at 0x0300 + 2p and a physical RX error counter at
+/// 0x0301 + 2p.
 pub const ERROR_COUNTERS: u16 = 0x0300;
+/// Forwarded RX error counters, one byte per port (0x0308..=0x030B).
+pub const FORWARDED_RX_ERRORS: u16 = 0x0308;
+/// Lost link counters, one byte per port (0x0310..=0x0313).
+pub const LOST_LINKS: u16 = 0x0310;
 /// Last error counter byte.
 pub const ERROR_COUNTERS_END: u16 = 0x0313;
 /// Watchdog divider (u16): watchdog ticks are 40 ns * (divider + 2).

@@ -138,7 +138,33 @@ fn identity_registers_per_chip() {
         [0x11, 0x56],
         "only port 0 has a link until the segment says so"
     );
-    assert!(!EscChip::ET1200.bit_fmmus() || EscChip::ET1200.features & 1 == 0);
+    // Features (0x0008) as the captures read them, bit 0 clear: FMMUs work bit-wise
+    // (ETG.1000.4 table 32; twincat-scan-boxes.pcapng frames 536/545).
+    for (chip, features) in [
+        (EscChip::ET1100_COUPLER, 0x00FC),
+        (EscChip::ET1200, 0x00FC),
+        (EscChip::ET1200_RECEIVE_TIMES_ONLY, 0x01FC),
+        (EscChip::ET1200_EL2889, 0x00FC),
+    ] {
+        let s = sii("el2004");
+        let mut e = Esc::new(
+            EscConfig {
+                chip,
+                ..EscConfig::for_sii(&s)
+            },
+            s,
+            Box::new(BasicApp::with_layout(vec![])),
+        );
+        let mut f = [0u8; 2];
+        assert!(e.read(regs::FEATURES, &mut f, ReadMode::Replace));
+        assert_eq!(u16::from_le_bytes(f), features, "{chip:?}");
+        assert!(chip.bit_fmmus(), "{chip:?}");
+    }
+    let byte_wise = EscChip {
+        features: 0x00FD,
+        ..EscChip::ET1200
+    };
+    assert!(!byte_wise.bit_fmmus());
 }
 
 #[test]
@@ -176,6 +202,10 @@ fn al_state_machine_codes() {
         request(&mut e, 0x04),
         (0x12, al_status::INVALID_OUTPUT_CONFIG)
     );
+    // The right length, but the output SM configured for reading (control 0x20).
+    configure_process_data(&mut e, 2);
+    assert!(e.write(0x0810, &sm_bytes(0x1100, 2, 0x20)));
+    assert_eq!(request(&mut e, 0x14), (0x12, al_status::INVALID_SM_CONFIG));
     configure_process_data(&mut e, 2);
     assert_eq!(request(&mut e, 0x14), (0x04, 0));
     // OP before any valid outputs.
@@ -343,6 +373,74 @@ fn sm_watchdog_drops_firmware_terminal_to_safe_op() {
     assert_eq!(al_status(&mut e), (0x14, al_status::SM_WATCHDOG));
 }
 
+#[test]
+fn sm_watchdog_expiry_invalidates_the_outputs() {
+    let (mut e, seen) = firmware_terminal();
+    to_safe_op(&mut e);
+    e.begin_frame(0);
+    assert!(e.write(0x1100, &[1, 2]));
+    assert_eq!(request(&mut e, 8), (0x08, 0));
+    e.advance(100_000_001);
+    assert_eq!(al_status(&mut e), (0x14, al_status::SM_WATCHDOG));
+    let applied = seen.lock().expect("seen").outputs.len();
+    // Acknowledge back to SAFE-OP: accepted. OP without fresh outputs: refused.
+    assert_eq!(request(&mut e, 0x14), (0x04, 0));
+    assert_eq!(request(&mut e, 0x08), (0x14, al_status::NO_VALID_OUTPUTS));
+    assert_eq!(e.al_state(), AlState::SafeOp);
+    assert_eq!(
+        seen.lock().expect("seen").outputs.len(),
+        applied,
+        "the stale buffer is not applied"
+    );
+    // A fresh buffer makes OP possible again, and it is what the application gets.
+    e.begin_frame(200_000_000);
+    assert!(e.write(0x1100, &[3, 4]));
+    assert_eq!(request(&mut e, 0x18), (0x08, 0));
+    let seen = seen.lock().expect("seen");
+    assert_eq!(seen.outputs.len(), applied + 1);
+    assert_eq!(seen.outputs.last().map(|o| o.2.clone()), Some(vec![3, 4]));
+}
+
+#[test]
+fn device_emulation_watchdog_expiry_does_not_reapply_stale_outputs() {
+    let s = sii("el2004");
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let app = EchoApp {
+        basic: BasicApp::from_sii(&s),
+        seen: seen.clone(),
+        next_input: 0,
+    };
+    let mut e = Esc::new(EscConfig::for_sii(&s), s, Box::new(app));
+    assert!(e.device_emulation());
+    // SM0 at 0x0F00, 1 byte, write with watchdog trigger (the EL2004's SII setting).
+    assert!(e.write(0x0800, &sm_bytes(0x0F00, 1, 0x44)));
+    assert_eq!(request(&mut e, 0x08), (0x08, 0));
+    e.begin_frame(0);
+    assert!(e.write(0x0F00, &[0x0F]));
+    assert_eq!(seen.lock().expect("seen").outputs.len(), 1);
+    e.advance(100_000_001);
+    assert_eq!(e.peek(regs::WD_STATUS) & 1, 0, "expired");
+    assert_eq!(seen.lock().expect("seen").safe.len(), 1, "outputs cleared");
+    // The master leaves OP and comes back without writing: the outputs stay safe.
+    assert_eq!(request(&mut e, 0x04), (0x04, 0));
+    assert_eq!(request(&mut e, 0x08), (0x08, 0));
+    assert_eq!(
+        seen.lock().expect("seen").outputs.len(),
+        1,
+        "the expired buffer is not applied again"
+    );
+    e.begin_frame(200_000_000);
+    assert!(e.write(0x0F00, &[0x05]));
+    assert_eq!(
+        seen.lock()
+            .expect("seen")
+            .outputs
+            .last()
+            .map(|o| o.2.clone()),
+        Some(vec![0x05])
+    );
+}
+
 fn sii_command(e: &mut Esc, control: u8, cmd: u8, addr: u32) {
     let mut b = [control, cmd, 0, 0, 0, 0];
     b[2..6].copy_from_slice(&addr.to_le_bytes());
@@ -397,6 +495,113 @@ fn eeprom_interface_read_write_reload() {
     assert_eq!(e.peek(regs::SII_CONTROL + 1) & 0x87, 0);
 }
 
+/// Reads `words` words of the EEPROM from word 0 through the SII interface as a master
+/// does (ETG.1000.4 table 48): address and read command into 0x0502..0x0507, wait until
+/// busy (0x0502 bit 15) clears, take 4 or 8 bytes from 0x0508 as 0x0502 bit 6 says.
+fn read_eeprom_through_registers(e: &mut Esc, words: usize, now: &mut u64) -> Vec<u8> {
+    let mut ctl = [0u8; 2];
+    assert!(e.read(regs::SII_CONTROL, &mut ctl, ReadMode::Replace));
+    let chunk = if ctl[0] & 0x40 != 0 { 8 } else { 4 };
+    let mut out = Vec::with_capacity(2 * words + chunk);
+    while out.len() < 2 * words {
+        let addr = (out.len() / 2) as u32;
+        sii_command(e, 0, SII_CMD_READ, addr);
+        assert_eq!(
+            e.peek(regs::SII_CONTROL + 1) & SII_BUSY,
+            SII_BUSY,
+            "busy at {addr}"
+        );
+        *now += 1_000_000;
+        e.advance(*now);
+        let mut status = [0u8; 2];
+        assert!(e.read(regs::SII_CONTROL, &mut status, ReadMode::Replace));
+        assert_eq!(
+            status[1] & (SII_BUSY | SII_COMMAND_ERROR),
+            0,
+            "done at {addr}"
+        );
+        let mut data = vec![0u8; chunk];
+        assert!(e.read(regs::SII_DATA, &mut data, ReadMode::Replace));
+        out.extend_from_slice(&data);
+    }
+    out.truncate(2 * words);
+    out
+}
+
+#[test]
+fn every_eeprom_image_reads_back_through_the_sii_registers() {
+    let dir = format!(
+        "{}/../../shared/testdata/eeprom",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut images: Vec<_> = std::fs::read_dir(&dir)
+        .expect("eeprom directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+        .collect();
+    images.sort();
+    assert!(images.len() >= 15, "{images:?}");
+    for path in images {
+        let raw = std::fs::read(&path).expect("image");
+        let name = path.display().to_string();
+        let s = Sii::parse_allow_blank(raw.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // The terminal's own chip (every chip here reads 8 bytes), and the same chip
+        // reading 4 bytes (0x0502 bit 6 clear).
+        let chip = EscConfig::for_sii(&s).chip;
+        let four = EscChip {
+            sii_control_reset: chip.sii_control_reset & !0x40,
+            ..chip
+        };
+        for (chip, size) in [(chip, 8), (four, 4)] {
+            let config = EscConfig {
+                chip,
+                ..EscConfig::for_sii(&s)
+            };
+            let app = Box::new(BasicApp::with_layout(vec![]));
+            let mut e = Esc::new(config, s.clone(), app);
+            assert_eq!(e.peek(regs::SII_CONTROL) & 0x40 != 0, size == 8, "{name}");
+            // The whole image and 16 words past its end.
+            let words = raw.len().div_ceil(2) + 16;
+            let mut now = 0;
+            let read = read_eeprom_through_registers(&mut e, words, &mut now);
+            assert_eq!(read[..raw.len()], raw[..], "{name}, {size}-byte reads");
+            // Past the end of the file (where the truncated images stop) the EEPROM reads
+            // erased, as the complete images do after their end category.
+            assert!(
+                read[raw.len()..].iter().all(|b| *b == 0xFF),
+                "{name}, {size}-byte reads: {:02X?}",
+                &read[raw.len()..]
+            );
+        }
+    }
+}
+
+#[test]
+fn complete_images_are_erased_after_their_last_category() {
+    // The evidence for reading 0xFFFF past the end of a truncated image: in every image
+    // with an end marker (category type 0xFFFF, ETG.1000.6 table 19), all bytes after it
+    // are 0xFF, as the EEPROM left them.
+    for name in [
+        "ek1100",
+        "el2004",
+        "el2262",
+        "el2828",
+        "el2889",
+        "akd",
+        "hbm-clipx",
+    ] {
+        let raw = sii(name).raw;
+        let word = |i: usize| u16::from_le_bytes([raw[2 * i], raw[2 * i + 1]]);
+        let mut i = 0x40;
+        while word(i) != 0xFFFF {
+            i += 2 + usize::from(word(i + 1));
+        }
+        let tail = &raw[2 * (i + 1)..];
+        assert!(tail.len() > 300, "{name}");
+        assert!(tail.iter().all(|b| *b == 0xFF), "{name}");
+    }
+}
+
 #[test]
 fn fmmu_bitwise_and_partial_mapping() {
     let s = sii("el2004");
@@ -428,6 +633,43 @@ fn fmmu_bitwise_and_partial_mapping() {
     assert_eq!(e.logical(LogicalCommand::Write, 0x0FF, &mut [0, 0xF0]), 1);
     assert_eq!(e.peek(0x1000), 0x0F);
     assert_eq!(e.logical(LogicalCommand::Read, 0x100, &mut [0]), 1);
+}
+
+#[test]
+fn byte_wise_fmmus_ignore_the_bit_fields() {
+    // The FMMUs of fmmu_bitwise_and_partial_mapping on an ESC whose features bit 0 says
+    // its FMMUs work byte-wise (ETG.1000.4 table 32): start and stop bits are ignored,
+    // whole bytes move.
+    let s = sii("el2004");
+    let chip = EscChip {
+        features: EscChip::ET1200.features | 0x0001,
+        ..EscChip::ET1200
+    };
+    let mut e = Esc::new(
+        EscConfig {
+            chip,
+            ..EscConfig::for_sii(&s)
+        },
+        s,
+        Box::new(BasicApp::with_layout(vec![])),
+    );
+    let f0 = [0x00, 0x01, 0, 0, 1, 0, 4, 7, 0x00, 0x10, 0, 2, 1, 0, 0, 0];
+    assert!(e.write(0x0600, &f0));
+    let f1 = [0x00, 0x01, 0, 0, 1, 0, 0, 3, 0x01, 0x10, 4, 1, 1, 0, 0, 0];
+    assert!(e.write(0x0610, &f1));
+    assert!(e.write(0x1001, &[0xA0]));
+    let mut d = [0x5Cu8];
+    assert_eq!(e.logical(LogicalCommand::ReadWrite, 0x100, &mut d), 3);
+    assert_eq!(e.peek(0x1000), 0x5C, "the whole byte written");
+    assert_eq!(d, [0xA0], "the whole byte read");
+    // A window of several bytes maps byte for byte.
+    let f2 = [0x00, 0x02, 0, 0, 3, 0, 3, 5, 0x10, 0x10, 6, 2, 1, 0, 0, 0];
+    assert!(e.write(0x0620, &f2));
+    assert_eq!(
+        e.logical(LogicalCommand::Write, 0x1FF, &mut [9, 1, 2, 3, 4]),
+        1
+    );
+    assert_eq!([e.peek(0x1010), e.peek(0x1011), e.peek(0x1012)], [1, 2, 3]);
 }
 
 #[test]

@@ -100,7 +100,7 @@ pub enum Model {
 }
 
 /// The simulated machine behind the bus.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Plant {
     outputs: HashMap<Signal, u64>,
     inputs: HashMap<Signal, u64>,
@@ -113,13 +113,23 @@ pub struct Plant {
 /// Default number of output events kept (oldest dropped first).
 const DEFAULT_LOG_LIMIT: usize = 1_000_000;
 
+impl Default for Plant {
+    /// A plant without models, keeping the default number of output events.
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
+}
+
 impl Plant {
     /// A plant with `models`.
     pub fn new(models: Vec<Model>) -> Self {
         Self {
+            outputs: HashMap::new(),
+            inputs: HashMap::new(),
             models,
+            log: Vec::new(),
             log_limit: DEFAULT_LOG_LIMIT,
-            ..Self::default()
+            last_ns: None,
         }
     }
 
@@ -293,6 +303,21 @@ mod tests {
         p.advance(1_700_000_000);
         assert_eq!(p.input(enc), Some((-400i64) as u64));
         assert_eq!(p.output_log().len(), 3);
+    }
+
+    #[test]
+    fn a_default_plant_logs_outputs() {
+        let plant = PlantHandle::default();
+        let s = Signal::new(0, 0x7000, 0x01);
+        plant.lock().apply_output(5, s, 1, false);
+        plant.lock().apply_output(6, s, 0, true);
+        let log = plant.output_log();
+        assert_eq!(log.len(), 2);
+        assert_eq!(
+            (log[1].time_ns, log[1].value, log[1].safe_state),
+            (6, 0, true)
+        );
+        assert_eq!(plant.lock().output(s), 0);
     }
 
     #[test]

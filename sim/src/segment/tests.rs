@@ -266,6 +266,135 @@ fn injected_corruption_and_delay() {
     );
 }
 
+/// The error counters 0x0300..=0x0313 of terminal `i`.
+fn error_counters(seg: &Segment, i: usize) -> Vec<u8> {
+    let t = seg.terminal(i).expect("terminal");
+    (0x0300..=0x0313).map(|a| t.peek(a)).collect()
+}
+
+/// Invalid frames counted on port 1 (0x0302) and forwarded errors on port 1 (0x0309).
+fn port1_errors(seg: &Segment, i: usize) -> (u8, u8) {
+    let c = error_counters(seg, i);
+    (c[0x02], c[0x09])
+}
+
+#[test]
+fn corrupt_replies_move_the_counters_of_the_terminals_that_receive_them() {
+    let mut seg = bus(&["ek1100", "el2828", "el2889", "el2004"]);
+    let faults = seg.faults();
+    faults.set_corrupt_ratio(1.0);
+    // The bit error on the cable into the EL2889 (position 2): the EL2828 receives the
+    // damaged frame on port 1 and counts it as invalid; it marks it, so the EK1100
+    // counts a forwarded error.
+    faults.set_corrupt_at(Some(2));
+    let mut f = frame(&[(BRD, 0, 0x0000, vec![0; 2])]);
+    let mut clean = f.clone();
+    seg.process(&mut f, 0);
+    assert_eq!(port1_errors(&seg, 0), (0, 1), "EK1100");
+    assert_eq!(port1_errors(&seg, 1), (1, 0), "EL2828");
+    assert_eq!(
+        error_counters(&seg, 2),
+        vec![0; 20],
+        "EL2889: sent it, saw nothing"
+    );
+    assert_eq!(error_counters(&seg, 3), vec![0; 20], "EL2004");
+    faults.set_corrupt_ratio(0.0);
+    seg.process(&mut clean, 0);
+    let flipped: u32 = f
+        .iter()
+        .zip(&clean)
+        .map(|(a, b)| (a ^ b).count_ones())
+        .sum();
+    assert_eq!(flipped, 1);
+    // On the master's cable no terminal sees it; on a cable the frame never crosses
+    // (the master closed the EL2828's port 1) nothing happens.
+    faults.set_corrupt_ratio(1.0);
+    faults.set_corrupt_at(Some(0));
+    let mut f = frame(&[(BRD, 0, 0x0000, vec![0; 2])]);
+    seg.process(&mut f, 0);
+    assert_eq!(
+        (port1_errors(&seg, 0), port1_errors(&seg, 1)),
+        ((0, 1), (1, 0))
+    );
+    faults.set_corrupt_ratio(0.0);
+    exchange(&mut seg, &[(APWR, 0xFFFF, 0x0101, vec![0x0C])], 0);
+    faults.set_corrupt_ratio(1.0);
+    faults.set_corrupt_at(Some(3));
+    let mut f = frame(&[(BRD, 0, 0x0000, vec![0; 2])]);
+    seg.process(&mut f, 0);
+    faults.set_corrupt_ratio(0.0);
+    let mut clean = frame(&[(BRD, 0, 0x0000, vec![0; 2])]);
+    seg.process(&mut clean, 0);
+    assert_eq!(parsed(&f)[0].2, 2, "the frame turned back at the EL2828");
+    assert_eq!(f, clean, "no bit flipped");
+    assert_eq!(port1_errors(&seg, 1), (1, 0), "nothing more counted");
+}
+
+#[test]
+fn random_bit_errors_are_counted_consistently_along_the_line() {
+    let mut seg = bus(&["ek1100", "el2828", "el2889", "el2004"]);
+    let faults = seg.faults();
+    faults.set_corrupt_ratio(1.0);
+    for n in 0..200 {
+        let mut f = frame(&[(BRD, 0, 0x0000, vec![0; 2])]);
+        seg.process(&mut f, n * 1000);
+    }
+    let invalid: Vec<u32> = (0..4).map(|i| u32::from(port1_errors(&seg, i).0)).collect();
+    let forwarded: Vec<u32> = (0..4).map(|i| u32::from(port1_errors(&seg, i).1)).collect();
+    // Each error is counted once as invalid (cables 1..3) or by nobody (cable 0), and
+    // as forwarded by every terminal closer to the master than the one that found it.
+    let total: u32 = invalid.iter().sum();
+    assert!((100..200).contains(&total), "{invalid:?}");
+    assert_eq!(
+        invalid[3], 0,
+        "nothing comes back into the last terminal's port 1"
+    );
+    for i in 0..4 {
+        assert_eq!(
+            forwarded[i],
+            invalid[i + 1..].iter().sum::<u32>(),
+            "{i}: {forwarded:?}"
+        );
+    }
+    assert!(
+        invalid[..3].iter().all(|c| *c > 20),
+        "every cable gets errors: {invalid:?}"
+    );
+}
+
+#[test]
+fn lost_links_are_counted_by_the_port_that_lost_them() {
+    let mut seg = bus(&["ek1100", "el2828", "el2889"]);
+    let faults = seg.faults();
+    let lost = |seg: &Segment, i: usize| error_counters(seg, i)[0x10..0x14].to_vec();
+    // The master's cable pulled and plugged back: the EK1100's port 0.
+    faults.set_link_down(true);
+    let mut f = frame(&[(BRD, 0, 0, vec![0])]);
+    assert_eq!(seg.process(&mut f, 0), FrameOutcome::Lost);
+    faults.set_link_down(false);
+    let r = exchange(&mut seg, &[(APRD, 0, 0x0110, vec![0; 2])], 0);
+    assert_eq!(r[0].1[0] & 0x10, 0x10, "port 0 link back");
+    assert_eq!(lost(&seg, 0), vec![1, 0, 0, 0]);
+    // The EL2889 loses power twice: the EL2828's port 1 counts both, the EL2889 nothing.
+    for _ in 0..2 {
+        faults.set_silent_from(Some(2));
+        exchange(&mut seg, &[(BRD, 0, 0, vec![0])], 0);
+        faults.set_silent_from(None);
+        exchange(&mut seg, &[(BRD, 0, 0, vec![0])], 0);
+    }
+    assert_eq!(lost(&seg, 1), vec![0, 2, 0, 0]);
+    assert_eq!(lost(&seg, 2), vec![0; 4]);
+    assert_eq!(lost(&seg, 0), vec![1, 0, 0, 0]);
+    // A port whose loop the master keeps closed counts nothing.
+    exchange(&mut seg, &[(APWR, 0xFFFF, 0x0101, vec![0x0C])], 0);
+    faults.set_silent_from(Some(2));
+    exchange(&mut seg, &[(BRD, 0, 0, vec![0])], 0);
+    assert_eq!(lost(&seg, 1), vec![0, 2, 0, 0]);
+    // A write clears the counters (ETG.1000.4: error counters are cleared by writing).
+    exchange(&mut seg, &[(BWR, 0, 0x0310, vec![0; 4])], 0);
+    assert_eq!(lost(&seg, 0), vec![0; 4]);
+}
+
 #[test]
 fn wire_time_delays_reply_and_port_receive_times() {
     let mut seg = bus(&["ek1100", "el2889"]);
