@@ -42,15 +42,20 @@ impl Esc {
         self.mem[usize::from(regs::WD_STATUS)] &= !0x01;
         let c = usize::from(regs::WD_COUNTER_PD);
         self.mem[c] = self.mem[c].saturating_add(1);
-        // The buffer the watchdog guarded is stale: OP needs a fresh one (0x0019 until it
-        // arrives, ETG.1000.6 table 11), and entering OP must not apply the old one.
-        self.outputs_valid = false;
-        // Firmware drops to SAFE-OP with 0x001B (ETG.1000.6 table 11), which also puts the
-        // outputs in their safe state; an ESC in device emulation only clears its outputs,
-        // its AL status mirrors AL control.
-        if self.has_firmware && self.state == AlState::Op {
-            self.fall_back(AlState::SafeOp, al_status::SM_WATCHDOG);
+        // Firmware watches the process-data watchdog only in OP (as firmware built on the
+        // EtherCAT slave stack code does): there it drops to SAFE-OP with 0x001B
+        // (ETG.1000.6 table 11), its outputs go to their safe state, and the buffer the
+        // watchdog guarded is stale: OP needs a fresh one (0x0019 until it arrives) and
+        // must not apply the old one. In SAFE-OP its outputs are safe already and a
+        // buffer written there stays valid. An ESC in device emulation has no such
+        // state: its outputs are cleared and stay so until the next write.
+        if self.has_firmware {
+            if self.state == AlState::Op {
+                self.outputs_valid = false;
+                self.fall_back(AlState::SafeOp, al_status::SM_WATCHDOG);
+            }
         } else {
+            self.outputs_valid = false;
             self.app.outputs_safe(self.now_ns);
         }
     }

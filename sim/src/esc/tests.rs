@@ -402,6 +402,22 @@ fn sm_watchdog_expiry_invalidates_the_outputs() {
 }
 
 #[test]
+fn sm_watchdog_in_safe_op_keeps_the_outputs_valid() {
+    let (mut e, seen) = firmware_terminal();
+    to_safe_op(&mut e);
+    e.begin_frame(0);
+    assert!(e.write(0x1100, &[5, 6]));
+    // Long past the 100 ms watchdog, still in SAFE-OP: no error, and OP is granted with
+    // the buffer written before.
+    e.advance(500_000_000);
+    assert_eq!(e.peek(regs::WD_STATUS) & 1, 0, "the ESC's watchdog expired");
+    assert_eq!(al_status(&mut e), (0x04, 0));
+    assert_eq!(request(&mut e, 0x08), (0x08, 0));
+    let seen = seen.lock().expect("seen");
+    assert_eq!(seen.outputs.last().map(|o| o.2.clone()), Some(vec![5, 6]));
+}
+
+#[test]
 fn device_emulation_watchdog_expiry_does_not_reapply_stale_outputs() {
     let s = sii("el2004");
     let seen = Arc::new(Mutex::new(Seen::default()));
