@@ -69,7 +69,7 @@ impl Esc {
                 self.config.eeprom_write_ns
             }
             SII_CMD_RELOAD => {
-                self.put16(regs::STATION_ALIAS, self.eeprom_word(4));
+                self.load_config_area();
                 status = if self.sii_checksum_ok() {
                     0
                 } else {

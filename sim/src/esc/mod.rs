@@ -236,9 +236,7 @@ impl Esc {
         self.mem[6] = chip.ram_kib;
         self.mem[7] = chip.port_descriptor;
         self.put16(regs::FEATURES, chip.features);
-        self.put16(regs::STATION_ALIAS, self.eeprom_word(4));
-        self.put16(regs::PDI_CONTROL, self.eeprom_word(0));
-        self.put16(regs::PDI_CONFIG, self.eeprom_word(1));
+        self.load_config_area();
         // DL control reset value: forwarding rule (bit 0), loops auto, RX FIFO size 7 and
         // byte 2 = 0xC7 as twincat-scan-boxes.pcapng frames 536/545 read it.
         self.put32(regs::DL_CONTROL, 0x00C7_0001);
@@ -286,6 +284,21 @@ impl Esc {
         self.update_sm_registers();
         // Links came up at power-on: the DL status event is pending until 0x0110 is read.
         self.put16(regs::ECAT_EVENT_REQUEST, EVENT_DL_STATUS);
+    }
+
+    /// Loads the registers an ESC takes from the SII's configuration area (words 0..7,
+    /// ETG.2010) at power-up and on an EEPROM reload command: PDI control
+    /// (word 0), PDI configuration (word 1), the SYNC pulse length (word 2, "sync impulse
+    /// length" in 10 ns units; only where the chip has SYNC signals) and the station
+    /// alias (word 4). ESC datasheet section II: reset values "EEPROM ADR 0x0000",
+    /// "0x0001", "0x0002" (table 111), "0x0004".
+    fn load_config_area(&mut self) {
+        self.put16(regs::PDI_CONTROL, self.eeprom_word(0));
+        self.put16(regs::PDI_CONFIG, self.eeprom_word(1));
+        if self.config.chip.dc == DcUnit::Full {
+            self.put16(regs::DC_SYNC_PULSE_LENGTH, self.eeprom_word(2));
+        }
+        self.put16(regs::STATION_ALIAS, self.eeprom_word(4));
     }
 
     fn sii_checksum_ok(&self) -> bool {

@@ -89,6 +89,9 @@ pub const DC_SYSTEM_DIFF: u16 = 0x092C;
 pub const DC_SPEED_COUNTER_START: u16 = 0x0930;
 /// DC SYNC activation (u8).
 pub const DC_SYNC_ACTIVATION: u16 = 0x0981;
+/// DC pulse length of the SYNC signals (u16, in 10 ns units; 0 = acknowledge mode),
+/// read-only over EtherCAT, loaded from SII word 2 (ESC datasheet section II table 111).
+pub const DC_SYNC_PULSE_LENGTH: u16 = 0x0982;
 /// DC SYNC0 status (u8).
 pub const DC_SYNC0_STATUS: u16 = 0x098E;
 /// DC start time / next SYNC0 pulse (u64).

@@ -592,6 +592,78 @@ fn every_eeprom_image_reads_back_through_the_sii_registers() {
     }
 }
 
+/// The SYNC pulse length a master reads at 0x0982 (working counter and value).
+fn read_pulse_length(e: &mut Esc) -> Option<u16> {
+    let mut b = [0u8; 2];
+    e.read(regs::DC_SYNC_PULSE_LENGTH, &mut b, ReadMode::Replace)
+        .then(|| u16::from_le_bytes(b))
+}
+
+#[test]
+fn sync_pulse_length_comes_from_sii_word_2() {
+    // SII word 2, "sync impulse length" in 10 ns units, as the images hold it: the
+    // EL3164/EL7031/EL7041 20 µs, the ClipX 10 µs, the EK1814 100 ns, the EL2262 160 ns;
+    // 0 (acknowledge mode) in the others.
+    let expected = [
+        ("ek1814", 0x000A),
+        ("el2262", 0x0010),
+        ("el3164", 0x07D0),
+        ("el7031", 0x07D0),
+        ("el7041", 0x07D0),
+        ("hbm-clipx", 0x03E8),
+        ("ek1100", 0),
+        ("el2889", 0),
+        ("el4104", 0),
+        ("akd", 0),
+    ];
+    for (name, pulse) in expected {
+        let s = sii(name);
+        assert_eq!(s.word(2), pulse, "{name}: SII word 2");
+        let mut e = Esc::new(
+            EscConfig::for_sii(&s),
+            s,
+            Box::new(BasicApp::with_layout(vec![])),
+        );
+        assert_eq!(read_pulse_length(&mut e), Some(pulse), "{name}");
+        // Read-only over EtherCAT: a write neither counts nor changes it.
+        assert!(!e.write(regs::DC_SYNC_PULSE_LENGTH, &[0x34, 0x12]), "{name}");
+        assert_eq!(read_pulse_length(&mut e), Some(pulse), "{name}");
+    }
+    // The EL2828's ESC has receive times only: no SYNC unit, no register.
+    let s = sii("el2828");
+    let mut e = Esc::new(
+        EscConfig::for_sii(&s),
+        s,
+        Box::new(BasicApp::with_layout(vec![])),
+    );
+    assert_eq!(read_pulse_length(&mut e), None);
+}
+
+#[test]
+fn sync_pulse_length_follows_eeprom_reload_and_power_cycle() {
+    let s = sii("el7041");
+    let mut e = Esc::new(
+        EscConfig::for_sii(&s),
+        s,
+        Box::new(BasicApp::with_layout(vec![])),
+    );
+    assert_eq!(read_pulse_length(&mut e), Some(2000));
+    // The master writes SII word 2 = 500 (5 µs): the register keeps the old value until
+    // the ESC reloads its configuration.
+    e.begin_frame(0);
+    assert!(e.write(regs::SII_DATA, &500u16.to_le_bytes()));
+    sii_command(&mut e, 0x01, 0x02, 0x02);
+    e.begin_frame(10_000_000);
+    assert_eq!(e.eeprom()[4..6], 500u16.to_le_bytes());
+    assert_eq!(read_pulse_length(&mut e), Some(2000), "not before a reload");
+    sii_command(&mut e, 0, 0x04, 0);
+    assert_eq!(read_pulse_length(&mut e), Some(500), "EEPROM reload");
+    // Power-up loads it from the EEPROM as it is now.
+    e.begin_frame(20_000_000);
+    e.power_cycle(20_000_000);
+    assert_eq!(read_pulse_length(&mut e), Some(500), "power cycle");
+}
+
 #[test]
 fn complete_images_are_erased_after_their_last_category() {
     // The evidence for reading 0xFFFF past the end of a truncated image: in every image
