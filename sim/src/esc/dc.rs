@@ -1,49 +1,165 @@
-//! Distributed clocks: local and system time with drift, receive-time latch, time
-//! control loop (ETG.1000.4 9.1).
+//! Distributed clocks: local and system time with drift, receive-time latch, and the time
+//! control loop that compensates the drift (ETG.1000.4 9.1; ESC datasheet section I
+//! 9.1.4/9.1.5, section II 0x0910..0x0935). `sim/NOTES-core.md` says how the loop is
+//! modelled.
 
 use super::*;
 
-/// Differences above this are corrected in phase only (the loop's coarse mode).
-const DC_RATE_CAPTURE_NS: u64 = 10_000;
-/// The speed adjustment the loop can apply, in ppm.
-const DC_MAX_RATE_PPM: f64 = 1000.0;
+/// Smallest usable speed counter start: "Minimum value: 0x0080" (ESC datasheet section
+/// II table 104); smaller values written are taken as this.
+const SPEED_COUNTER_START_MIN: u16 = 0x0080;
+/// The speed counter diff stays within ±(speed counter start − 0x7F) (section II
+/// table 105).
+const SPEED_COUNTER_DIFF_MARGIN: i32 = 0x7F;
+/// The loop's phase time constant per unit of speed counter start ("bandwidth for
+/// adjustment of local copy of System Time (larger values → smaller bandwidth)",
+/// table 104): the reset value 0x1000 corrects a phase difference with a time constant
+/// of ~102 ms. The datasheet gives no figure; this is the simulator's choice.
+const PHASE_NS_PER_SPEED_COUNT: f64 = 25_000.0;
+/// A change of the difference between two compares that no oscillator could cause
+/// (a quartz is off by some 100 ppm; the loop adjusts by at most ~760 ppm) is a time step
+/// (a new offset, another reference): it moves the phase term, not the drift estimate.
+const PLAUSIBLE_DEVIATION: f64 = 2e-3;
+/// Slack for the whole-ns resolution of the difference in that check.
+const PLAUSIBLE_SLACK_NS: f64 = 4.0;
 
-/// The state of the time control loop.
+/// The clock speed the loop applies for speed counter diff `diff` (ns per ns, positive =
+/// faster). The local copy of the system time normally advances 10 ns per 10 ns clock
+/// cycle; the loop adds 1 ns every (start − diff + 2) cycles and takes 1 ns away every
+/// (start + diff + 2) cycles, which gives the deviation formula of section II table 105:
+/// diff / (5 · (start + diff + 2) · (start − diff + 2)).
+pub fn speed_counter_speed(diff: i32, start: u16) -> f64 {
+    let s = f64::from(start.max(SPEED_COUNTER_START_MIN));
+    let d = f64::from(diff);
+    d / (5.0 * (s + d + 2.0) * (s - d + 2.0))
+}
+
+/// The speed counter diff whose speed is nearest `speed` (the inverse of [`speed_counter_speed`]),
+/// within the register's range.
+fn diff_for(speed: f64, start: u16) -> i32 {
+    let start = start.max(SPEED_COUNTER_START_MIN);
+    let limit = i32::from(start) - SPEED_COUNTER_DIFF_MARGIN;
+    // speed · 5 · (a − d²) = d with a = (start + 2)²: the root near 0, written so that it
+    // stays exact for small speeds.
+    let a = (f64::from(start) + 2.0).powi(2);
+    let d = 10.0 * speed * a / (1.0 + (1.0 + 100.0 * speed * speed * a).sqrt());
+    if !d.is_finite() {
+        return 0;
+    }
+    (d.round() as i64).clamp(-i64::from(limit), i64::from(limit)) as i32
+}
+
+/// The loop's registers: speed counter start (0x0930) and the two filter depths (0x0934,
+/// 0x0935, low nibble each).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct LoopSettings {
+    pub(super) speed_counter_start: u16,
+    pub(super) difference_depth: u8,
+    pub(super) speed_depth: u8,
+}
+
+/// The state of the time control loop: the correction it has applied to the local copy of
+/// the system time, and its filters (reset by a write of 0x0930).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct DcLoop {
-    /// Bus time of the last correction.
-    pub(super) anchor_ns: u64,
+    /// Bus time of the last speed change.
+    anchor_ns: u64,
     /// Correction (ns) at `anchor_ns`.
-    pub(super) anchor_correction_ns: i64,
-    /// Speed adjustment in ppm.
-    pub(super) rate_ppm: f64,
-    /// Bus time of the previous compare.
-    pub(super) last_compare_ns: Option<u64>,
+    anchor_correction_ns: f64,
+    /// The speed applied since `anchor_ns` (ns per ns).
+    speed: f64,
+    /// The speed counter diff behind `speed` (0x0932).
+    speed_counter_diff: i32,
+    /// Mean of the last compares' differences (0x092C), ns; local ahead = positive.
+    mean_difference_ns: f64,
+    /// How many differences the mean holds (at most 2^depth).
+    difference_samples: u32,
+    /// The previous compare: bus time and difference.
+    previous: Option<(u64, i64)>,
+    /// The oscillator's deviation from the reference, as a weighted mean of the change of
+    /// the difference (the loop's own correction taken out) over the time it took.
+    deviation_ns: f64,
+    deviation_over_ns: f64,
+}
+
+impl DcLoop {
+    /// A loop with empty filters and no speed adjustment, keeping the correction made so
+    /// far (a write of 0x0930 resets the filters; the time stays as it is).
+    pub(super) fn reset_at(&self, now_ns: u64) -> DcLoop {
+        DcLoop {
+            anchor_ns: now_ns,
+            anchor_correction_ns: self.correction_at(now_ns),
+            ..DcLoop::default()
+        }
+    }
+
+    /// The correction (ns) at bus time `now_ns`: the one at the last speed change plus the
+    /// speed since.
+    pub(super) fn correction_at(&self, now_ns: u64) -> f64 {
+        let since = now_ns.wrapping_sub(self.anchor_ns) as i64 as f64;
+        self.anchor_correction_ns + since * self.speed
+    }
+
+    /// The mean difference (0x092C) and speed counter diff (0x0932) to show.
+    pub(super) fn registers(&self) -> (f64, i32) {
+        (self.mean_difference_ns, self.speed_counter_diff)
+    }
+
+    /// One compare at bus time `now_ns`: `difference_ns` = local copy of the system time
+    /// − propagation delay − received system time (ESC datasheet section I 9.1.5: "if Δt
+    /// is positive, the local time is running faster than the System time, and has to be
+    /// slowed down"). Updates the mean difference (over up to 2^0x0934 compares), the
+    /// estimate of the oscillator's deviation (weights decaying by 2^−0x0935 per
+    /// compare) and sets the speed: the deviation cancelled, and the mean difference
+    /// corrected over the phase time constant.
+    pub(super) fn compare(&mut self, now_ns: u64, difference_ns: i64, settings: LoopSettings) {
+        let depth = u32::from(settings.difference_depth.min(15));
+        self.difference_samples = (self.difference_samples + 1).min(1 << depth);
+        self.mean_difference_ns +=
+            (difference_ns as f64 - self.mean_difference_ns) / f64::from(self.difference_samples);
+        let mut interval_ns = 0.0;
+        if let Some((then, previous)) = self.previous {
+            let dt = now_ns.saturating_sub(then) as f64;
+            if dt > 0.0 {
+                interval_ns = dt;
+                let change = difference_ns.wrapping_sub(previous) as f64 - self.speed * dt;
+                if change.abs() <= PLAUSIBLE_DEVIATION * dt + PLAUSIBLE_SLACK_NS {
+                    let keep = 1.0 - (-f64::from(settings.speed_depth.min(15))).exp2();
+                    self.deviation_ns = self.deviation_ns * keep + change;
+                    self.deviation_over_ns = self.deviation_over_ns * keep + dt;
+                }
+            }
+        }
+        self.previous = Some((now_ns, difference_ns));
+        let deviation = if self.deviation_over_ns > 0.0 {
+            self.deviation_ns / self.deviation_over_ns
+        } else {
+            0.0
+        };
+        let start = settings.speed_counter_start.max(SPEED_COUNTER_START_MIN);
+        // Never more phase correction in one compare interval than the difference itself.
+        let phase_ns = (f64::from(start) * PHASE_NS_PER_SPEED_COUNT).max(interval_ns);
+        let wanted = -deviation - self.mean_difference_ns / phase_ns;
+        let diff = diff_for(wanted, start);
+        self.anchor_correction_ns = self.correction_at(now_ns);
+        self.anchor_ns = now_ns;
+        self.speed_counter_diff = diff;
+        self.speed = speed_counter_speed(diff, start);
+    }
 }
 
 impl Esc {
     // ----- distributed clocks --------------------------------------------------------
 
     /// The terminal's local clock at bus time `now_ns`: its power-on offset, its
-    /// oscillator's drift, and the time control loop's phase and rate corrections.
+    /// oscillator's drift, and the time control loop's correction.
     pub fn local_time(&self, now_ns: u64) -> u64 {
         let drift = (now_ns as f64 * self.config.drift_ppm * 1e-6) as i64;
+        let correction = self.dc_loop.correction_at(now_ns).round() as i64;
         (self.config.clock_start_ns.unwrap_or(0) as i64)
             .wrapping_add(now_ns as i64)
             .wrapping_add(drift)
-            .wrapping_add(self.dc_correction_at(now_ns)) as u64
-    }
-
-    /// The control loop's correction at the current frame's time.
-    pub(super) fn dc_correction_now(&self) -> i64 {
-        self.dc_correction_at(self.now_ns)
-    }
-
-    /// The control loop's correction at `now_ns`: the phase at the last compare plus the
-    /// rate adjustment since.
-    fn dc_correction_at(&self, now_ns: u64) -> i64 {
-        let since = now_ns as i64 - self.dc_loop.anchor_ns as i64;
-        self.dc_loop.anchor_correction_ns + (since as f64 * self.dc_loop.rate_ppm * 1e-6) as i64
+            .wrapping_add(correction) as u64
     }
 
     /// The terminal's DC system time (local time + offset 0x0920) at bus time `now_ns`.
@@ -64,33 +180,48 @@ impl Esc {
         }
     }
 
-    pub(super) fn system_time_written(&mut self) {
-        // ETG.1000.4 9.1.4: a write of 0x0910 gives the reference's system time as it left
-        // the reference; the time control loop compares it with the local copy (after the
-        // propagation delay 0x0928) and slews the local clock towards it.
-        let received = self.get64(regs::DC_SYSTEM_TIME);
-        let delay = u64::from(self.get32(regs::DC_SYSTEM_DELAY));
-        let local = self.system_time(self.now_ns);
-        let diff = received.wrapping_add(delay).wrapping_sub(local) as i64;
-        let magnitude = diff.unsigned_abs().min(0x7FFF_FFFF) as u32;
-        let sign = if diff > 0 { 0x8000_0000 } else { 0 };
-        self.put32(regs::DC_SYSTEM_DIFF, magnitude | sign);
-        // The ESC's loop (ETG.1000.4 9.1.4) slews the phase by a fraction of the
-        // difference and adjusts the clock's speed from the difference accumulated since
-        // the previous compare, so a drifting oscillator ends up in step (a PI loop).
-        let now = self.now_ns;
-        let correction = self.dc_correction_at(now) + diff / 4;
-        if let Some(last) = self.dc_loop.last_compare_ns {
-            let dt = now.saturating_sub(last);
-            if dt > 0 && diff.unsigned_abs() < DC_RATE_CAPTURE_NS {
-                let rate_error_ppm = diff as f64 / dt as f64 * 1e6;
-                self.dc_loop.rate_ppm = (self.dc_loop.rate_ppm + rate_error_ppm / 2.0)
-                    .clamp(-DC_MAX_RATE_PPM, DC_MAX_RATE_PPM);
-            }
+    fn dc_loop_settings(&self) -> LoopSettings {
+        LoopSettings {
+            speed_counter_start: self.get16(regs::DC_SPEED_COUNTER_START) & 0x7FFF,
+            difference_depth: self.mem[usize::from(regs::DC_DIFFERENCE_FILTER_DEPTH)] & 0x0F,
+            speed_depth: self.mem[usize::from(regs::DC_SPEED_FILTER_DEPTH)] & 0x0F,
         }
-        self.dc_loop.anchor_ns = now;
-        self.dc_loop.anchor_correction_ns = correction;
-        self.dc_loop.last_compare_ns = Some(now);
+    }
+
+    /// Shows the loop's state: the mean difference in 0x092C (bits 30:0 its magnitude,
+    /// bit 31 set when the local copy is behind, section II table 103) and the speed
+    /// counter diff in 0x0932 (two's complement, table 105).
+    fn show_dc_loop(&mut self) {
+        let (mean, diff) = self.dc_loop.registers();
+        let magnitude = mean.abs().round().min(f64::from(0x7FFF_FFFFu32)) as u32;
+        let behind = if mean < 0.0 && magnitude > 0 {
+            0x8000_0000
+        } else {
+            0
+        };
+        self.put32(regs::DC_SYSTEM_DIFF, magnitude | behind);
+        self.put16(regs::DC_SPEED_COUNTER_DIFF, diff as i16 as u16);
+    }
+
+    /// A write of the speed counter start (0x0930) resets the loop's filters, the system
+    /// time difference and the speed counter diff (section I 9.1.4, section II table 104);
+    /// the local time keeps the correction made so far.
+    pub(super) fn speed_counter_start_written(&mut self) {
+        self.dc_loop = self.dc_loop.reset_at(self.now_ns);
+        self.show_dc_loop();
+    }
+
+    /// A write of 0x0910: the received system time of the reference clock goes to the time
+    /// control loop (section I 9.1.5): its lower 32 bits are compared with the local
+    /// copy of the system time at the frame's start less the propagation delay 0x0928.
+    pub(super) fn system_time_written(&mut self) {
+        let received = self.get32(regs::DC_SYSTEM_TIME);
+        let delay = self.get32(regs::DC_SYSTEM_DELAY);
+        let local = self.system_time(self.now_ns) as u32;
+        let difference = i64::from(local.wrapping_sub(delay).wrapping_sub(received) as i32);
+        let settings = self.dc_loop_settings();
+        self.dc_loop.compare(self.now_ns, difference, settings);
+        self.show_dc_loop();
         let now = self.system_time(self.now_ns);
         self.put64(regs::DC_SYSTEM_TIME, now);
     }

@@ -16,6 +16,7 @@ mod fmmu;
 pub mod regs;
 mod sm;
 
+pub use dc::speed_counter_speed;
 pub use fmmu::Fmmu;
 use sm::{SmEvent, SmEvents, SmRuntime};
 
@@ -262,9 +263,11 @@ impl Esc {
             self.mem[0x090C..0x0910].copy_from_slice(b"Verl");
         }
         if chip.dc == DcUnit::Full {
-            // Speed counter start and filter depths (ETG.1000.4 table 61 reset values).
-            self.put16(0x0930, 0x1000);
-            self.put16(0x0934, 0x0C04);
+            // Speed counter start and filter depths at their reset values (ETG.1000.4
+            // table 61; ESC datasheet section II, 0x0930 and 0x0934/0x0935).
+            self.put16(regs::DC_SPEED_COUNTER_START, 0x1000);
+            self.mem[usize::from(regs::DC_DIFFERENCE_FILTER_DEPTH)] = 0x04;
+            self.mem[usize::from(regs::DC_SPEED_FILTER_DEPTH)] = 0x0C;
         }
         self.fmmus = vec![Fmmu::default(); usize::from(chip.fmmus.min(16))];
         self.sms = vec![SmRuntime::default(); usize::from(chip.sync_managers.min(16))];
@@ -749,17 +752,10 @@ impl Esc {
             self.latch_receive_times();
         }
         if self.config.chip.dc == DcUnit::Full && hit(regs::DC_SPEED_COUNTER_START, 2) {
-            // Writing the speed counter start resets the loop's speed adjustment
-            // (ETG.1000.4 table 61), keeping the current phase.
-            let now = self.now_ns;
-            self.dc_loop = dc::DcLoop {
-                anchor_ns: now,
-                anchor_correction_ns: self.dc_correction_now(),
-                rate_ppm: 0.0,
-                last_compare_ns: None,
-            };
+            self.speed_counter_start_written();
         }
-        if self.config.chip.dc == DcUnit::Full && hit(regs::DC_SYSTEM_TIME, 8) {
+        // The compare needs at least the first byte, 0x0910 (section II table 100).
+        if self.config.chip.dc == DcUnit::Full && hit(regs::DC_SYSTEM_TIME, 1) {
             self.system_time_written();
         }
     }

@@ -85,8 +85,15 @@ pub const DC_SYSTEM_OFFSET: u16 = 0x0920;
 pub const DC_SYSTEM_DELAY: u16 = 0x0928;
 /// DC system time difference (u32, bit 31 = local time smaller than received).
 pub const DC_SYSTEM_DIFF: u16 = 0x092C;
-/// DC speed counter start (u16): a write resets the time control loop's speed.
+/// DC speed counter start (u16): the time control loop's bandwidth; a write resets the
+/// loop's filters.
 pub const DC_SPEED_COUNTER_START: u16 = 0x0930;
+/// DC speed counter diff (i16, read-only): the loop's speed adjustment.
+pub const DC_SPEED_COUNTER_DIFF: u16 = 0x0932;
+/// DC system time difference filter depth (u8, bits 3:0).
+pub const DC_DIFFERENCE_FILTER_DEPTH: u16 = 0x0934;
+/// DC speed counter filter depth (u8, bits 3:0).
+pub const DC_SPEED_FILTER_DEPTH: u16 = 0x0935;
 /// DC SYNC activation (u8).
 pub const DC_SYNC_ACTIVATION: u16 = 0x0981;
 /// DC pulse length of the SYNC signals (u16, in 10 ns units; 0 = acknowledge mode),

@@ -626,7 +626,10 @@ fn sync_pulse_length_comes_from_sii_word_2() {
         );
         assert_eq!(read_pulse_length(&mut e), Some(pulse), "{name}");
         // Read-only over EtherCAT: a write neither counts nor changes it.
-        assert!(!e.write(regs::DC_SYNC_PULSE_LENGTH, &[0x34, 0x12]), "{name}");
+        assert!(
+            !e.write(regs::DC_SYNC_PULSE_LENGTH, &[0x34, 0x12]),
+            "{name}"
+        );
         assert_eq!(read_pulse_length(&mut e), Some(pulse), "{name}");
     }
     // The EL2828's ESC has receive times only: no SYNC unit, no register.
@@ -807,13 +810,83 @@ fn dc_drift_offset_and_latch() {
         b"hoff",
         "port 1 without link keeps its reset pattern"
     );
-    // The time control loop slews towards the reference and reports the difference.
-    for _ in 0..40 {
-        assert!(e.write(regs::DC_SYSTEM_TIME, &1_000_000_000u64.to_le_bytes()));
+}
+
+/// The system time difference register 0x092C: magnitude and bit 31 (local copy behind).
+fn difference_register(e: &mut Esc) -> (u32, bool) {
+    let mut b = [0u8; 4];
+    assert!(e.read(regs::DC_SYSTEM_DIFF, &mut b, ReadMode::Replace));
+    let v = u32::from_le_bytes(b);
+    (v & 0x7FFF_FFFF, v & 0x8000_0000 != 0)
+}
+
+fn speed_counter_diff(e: &mut Esc) -> i16 {
+    let mut b = [0u8; 2];
+    assert!(e.read(regs::DC_SPEED_COUNTER_DIFF, &mut b, ReadMode::Replace));
+    i16::from_le_bytes(b)
+}
+
+#[test]
+fn speed_counter_diff_means_what_the_datasheet_says() {
+    // Deviation = diff / (5 · (start + diff + 2) · (start − diff + 2)) (ESC datasheet
+    // section II table 105), within ±(start − 0x7F).
+    assert_eq!(speed_counter_speed(0, 0x1000), 0.0);
+    let one = speed_counter_speed(1, 0x1000);
+    assert!((one - 1.0 / (5.0 * 4099.0 * 4097.0)).abs() < 1e-18, "{one}");
+    let max = speed_counter_speed(0x1000 - 0x7F, 0x1000);
+    assert!((max * 1e6 - 762.8).abs() < 0.1, "{max}");
+    assert_eq!(speed_counter_speed(-(0x1000 - 0x7F), 0x1000), -max);
+    // A smaller start adjusts in coarser steps.
+    assert!(speed_counter_speed(1, 0x0400) > 15.0 * one);
+}
+
+#[test]
+fn time_control_loop_removes_phase_and_drift_over_compares() {
+    // A terminal whose oscillator runs 100 ppm fast, 100 µs ahead of a reference clock
+    // that keeps bus time; the reference's time arrives once a millisecond.
+    let s = sii("el2889");
+    let mut cfg = EscConfig::for_sii(&s);
+    cfg.drift_ppm = 100.0;
+    cfg.clock_start_ns = Some(0);
+    let mut e = Esc::new(cfg, s, Box::new(BasicApp::with_layout(vec![])));
+    e.begin_frame(1_000_000_000);
+    assert!(e.write(regs::DC_SYSTEM_OFFSET, &0u64.to_le_bytes()));
+    assert_eq!(e.system_time(1_000_000_000), 1_000_100_000);
+    let mut now = 1_000_000_000u64;
+    let compare = |e: &mut Esc, now: u64| {
+        e.begin_frame(now);
+        assert!(e.write(regs::DC_SYSTEM_TIME, &now.to_le_bytes()));
+    };
+    compare(&mut e, now);
+    // 0x092C holds the difference, local copy ahead (bit 31 clear); the loop slows the
+    // clock down as far as it can (−(start − 0x7F)).
+    assert_eq!(difference_register(&mut e), (100_000, false));
+    assert_eq!(speed_counter_diff(&mut e), -(0x1000 - 0x7F));
+    // No phase step: the loop only changes the clock's speed, so right after the compare
+    // the time is still ahead.
+    assert_eq!(e.system_time(now), 1_000_100_000);
+    for _ in 0..2000 {
+        now += 1_000_000;
+        compare(&mut e, now);
     }
-    e.read(regs::DC_SYSTEM_TIME, &mut t, ReadMode::Replace);
-    let now = u64::from_le_bytes(t);
-    assert!(now.abs_diff(1_000_000_000) < 10, "{now}");
+    let (diff, _) = difference_register(&mut e);
+    assert!(diff < 5, "{diff} ns after two seconds of compares");
+    assert!(e.system_time(now).abs_diff(now) < 5);
+    // The speed counter diff now cancels the 100 ppm.
+    let speed = speed_counter_speed(i32::from(speed_counter_diff(&mut e)), 0x1000);
+    assert!((speed * 1e6 + 100.0).abs() < 0.05, "{speed}");
+    // A clock behind the reference shows bit 31.
+    assert!(e.write(regs::DC_SYSTEM_OFFSET, &(-2_000i64).to_le_bytes()));
+    compare(&mut e, now);
+    let (diff, behind) = difference_register(&mut e);
+    assert!(behind && diff > 0, "{diff} {behind}");
+    // Writing the speed counter start resets the filters, 0x092C and 0x0932; the time
+    // keeps what the loop did so far.
+    let before = e.system_time(now);
+    assert!(e.write(regs::DC_SPEED_COUNTER_START, &0x1000u16.to_le_bytes()));
+    assert_eq!(difference_register(&mut e), (0, false));
+    assert_eq!(speed_counter_diff(&mut e), 0);
+    assert_eq!(e.system_time(now), before);
 }
 
 #[test]

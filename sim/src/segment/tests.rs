@@ -890,96 +890,191 @@ fn replay_twincat_scan_ek1100_el1004() {
     assert_faithful(&report);
 }
 
-#[test]
-fn dc_procedure_brings_drifting_clocks_into_step() {
-    // The ETG.1020 DC start-up a master performs, against clocks that start at different
-    // moments and drift (+80 ppm on the EL2889, -30 ppm on the last one).
-    let paths = [
-        testdata("eeprom/ek1100.bin"),
-        testdata("eeprom/el2889.bin"),
-        testdata("eeprom/el2889.bin"),
-    ];
+/// A bus of an EK1100 (the reference clock, no drift) and EL2889s whose clocks drift by
+/// `drift_ppm`, with the wire-time model on, station addresses 0x1000 + position.
+fn drifting_bus(drift_ppm: &[f64]) -> Segment {
     let mut seg = Segment::new();
-    for (i, p) in paths.iter().enumerate() {
-        let sii = crate::sii::Sii::load(std::path::Path::new(p)).expect("eeprom");
+    for (i, ppm) in std::iter::once(0.0)
+        .chain(drift_ppm.iter().copied())
+        .enumerate()
+    {
+        let name = if i == 0 { "ek1100" } else { "el2889" };
+        let sii = crate::sii::Sii::load(std::path::Path::new(&testdata(&format!(
+            "eeprom/{name}.bin"
+        ))))
+        .expect("eeprom");
         let mut cfg = EscConfig::for_sii(&sii);
-        cfg.drift_ppm = [0.0, 80.0, -30.0][i];
+        cfg.drift_ppm = ppm;
         let app = BasicApp::from_sii(&sii);
         seg.push(Esc::new(cfg, sii, Box::new(app)));
     }
     seg.set_wire_time(WireTime::realistic());
-    for (i, adp) in [0u16, 0xFFFF, 0xFFFE].into_iter().enumerate() {
-        exchange(
-            &mut seg,
-            &[(
-                APWR,
-                adp,
-                0x0010,
-                (0x1000 + i as u16).to_le_bytes().to_vec(),
-            )],
-            0,
-        );
+    for i in 0..seg.len() {
+        let adp = (i as u16).wrapping_neg();
+        let station = (0x1000 + i as u16).to_le_bytes().to_vec();
+        exchange(&mut seg, &[(APWR, adp, 0x0010, station)], 0);
     }
-    let mut now = 1_000_000u64;
-    exchange(&mut seg, &[(BWR, 0, 0x0900, vec![0; 4])], now);
+    seg
+}
+
+/// The ETG.1020 DC start-up a master performs at bus time `now` on a line of terminals
+/// with a system time: latch the receive times (BWR 0x0900), read them, write each
+/// terminal's propagation delay (0x0928) and offset to the reference's time (0x0920).
+fn dc_start_up(seg: &mut Segment, now: u64) {
+    let n = seg.len();
+    exchange(seg, &[(BWR, 0, 0x0900, vec![0; 4])], now);
     let mut epu = Vec::new();
     let mut port = Vec::new();
-    for i in 0..3u16 {
-        let r = exchange(&mut seg, &[(FPRD, 0x1000 + i, 0x0918, vec![0; 8])], now);
+    for i in 0..n as u16 {
+        let r = exchange(seg, &[(FPRD, 0x1000 + i, 0x0918, vec![0; 8])], now);
         epu.push(u64::from_le_bytes(
             r[0].1.clone().try_into().expect("8 bytes"),
         ));
-        let r = exchange(&mut seg, &[(FPRD, 0x1000 + i, 0x0900, vec![0; 8])], now);
+        let r = exchange(seg, &[(FPRD, 0x1000 + i, 0x0900, vec![0; 8])], now);
         let p0 = u32::from_le_bytes([r[0].1[0], r[0].1[1], r[0].1[2], r[0].1[3]]);
         let p1 = u32::from_le_bytes([r[0].1[4], r[0].1[5], r[0].1[6], r[0].1[7]]);
         port.push((p0, p1));
     }
     // Propagation delay of terminal i: half the loop time behind the terminals before it.
-    let mut delays = [0u64; 3];
-    for i in 1..3 {
+    let mut delays = vec![0u64; n];
+    for i in 1..n {
         let loop_before = u64::from(port[i - 1].1.wrapping_sub(port[i - 1].0));
-        let loop_here = if i + 1 < 3 {
+        let loop_here = if i + 1 < n {
             u64::from(port[i].1.wrapping_sub(port[i].0))
         } else {
             0
         };
         delays[i] = delays[i - 1] + (loop_before - loop_here) / 2;
     }
-    for i in 0..3u16 {
-        let offset = epu[0].wrapping_sub(epu[usize::from(i)]);
+    for i in 0..n {
+        let station = 0x1000 + i as u16;
+        let offset = epu[0].wrapping_sub(epu[i]);
         exchange(
-            &mut seg,
-            &[(FPWR, 0x1000 + i, 0x0920, offset.to_le_bytes().to_vec())],
+            seg,
+            &[(FPWR, station, 0x0920, offset.to_le_bytes().to_vec())],
             now,
         );
-        let d = delays[usize::from(i)] as u32;
+        let d = delays[i] as u32;
         exchange(
-            &mut seg,
-            &[(FPWR, 0x1000 + i, 0x0928, d.to_le_bytes().to_vec())],
+            seg,
+            &[(FPWR, station, 0x0928, d.to_le_bytes().to_vec())],
             now,
         );
     }
+}
+
+/// Terminal `i`'s system time difference (0x092C): magnitude, whether its copy is behind.
+fn system_time_difference(seg: &mut Segment, i: u16, now: u64) -> (u32, bool) {
+    let r = exchange(seg, &[(FPRD, 0x1000 + i, 0x092C, vec![0; 4])], now);
+    let v = u32::from_le_bytes([r[0].1[0], r[0].1[1], r[0].1[2], r[0].1[3]]);
+    (v & 0x7FFF_FFFF, v & 0x8000_0000 != 0)
+}
+
+/// How far each terminal's system time is from the reference's when a frame passes them
+/// at `now` (arrival offsets taken out), ns.
+fn system_time_errors(seg: &Segment, now: u64) -> Vec<i64> {
+    let wire = seg.wire_time();
+    let at = |i: usize| {
+        let t = now + wire.arrival_offset_ns(i);
+        seg.terminal(i).expect("t").system_time(t) - wire.arrival_offset_ns(i)
+    };
+    let reference = at(0);
+    (1..seg.len())
+        .map(|i| at(i).wrapping_sub(reference) as i64)
+        .collect()
+}
+
+#[test]
+fn dc_procedure_brings_drifting_clocks_into_step() {
+    // The ETG.1020 DC start-up against clocks that start at different moments and drift
+    // (+80 ppm on the first EL2889, -30 ppm on the second).
+    let mut seg = drifting_bus(&[80.0, -30.0]);
+    let mut now = 1_000_000u64;
+    dc_start_up(&mut seg, now);
     // Static drift compensation: the reference's time to everyone, once per millisecond.
     for _ in 0..3000 {
         now += 1_000_000;
         exchange(&mut seg, &[(FRMW, 0x1000, 0x0910, vec![0; 8])], now);
     }
     for i in 1..3u16 {
-        let r = exchange(&mut seg, &[(FPRD, 0x1000 + i, 0x092C, vec![0; 4])], now);
-        let diff = u32::from_le_bytes([r[0].1[0], r[0].1[1], r[0].1[2], r[0].1[3]]) & 0x7FFF_FFFF;
+        let (diff, _) = system_time_difference(&mut seg, i, now);
         assert!(diff < 50, "terminal {i} still {diff} ns off");
     }
     // System times agree when the frame passes each terminal (arrival offsets included).
-    let t: Vec<u64> = (0..3)
-        .map(|i| {
-            let at = now + seg.wire_time().arrival_offset_ns(i);
-            seg.terminal(i).expect("t").system_time(at) - seg.wire_time().arrival_offset_ns(i)
-        })
-        .collect();
-    assert!(
-        t[1].abs_diff(t[0]) < 100 && t[2].abs_diff(t[0]) < 100,
-        "{t:?}"
-    );
+    let errors = system_time_errors(&seg, now);
+    assert!(errors.iter().all(|e| e.abs() < 100), "{errors:?}");
+}
+
+#[test]
+fn drift_compensation_converges_within_a_second_of_compares() {
+    // Clocks ±30 ppm off the reference. Compares once a millisecond and every 100 µs,
+    // with the ESC's reset settings of the loop and with the filter settings ethercrab
+    // writes (ETG.1020: 0x0934 = 0x0C00, then 0x0930 = 0x1000 to reset the filters).
+    const SECOND: u64 = 1_000_000_000;
+    for (interval, ethercrab_filters) in [
+        (1_000_000u64, false),
+        (100_000, false),
+        (1_000_000, true),
+        (100_000, true),
+    ] {
+        let what = format!("compares every {interval} ns, ethercrab filters {ethercrab_filters}");
+        let mut seg = drifting_bus(&[30.0, -30.0]);
+        let mut now = 1_000_000u64;
+        dc_start_up(&mut seg, now);
+        if ethercrab_filters {
+            exchange(&mut seg, &[(BWR, 0, 0x0934, vec![0x00, 0x0C])], now);
+            exchange(&mut seg, &[(BWR, 0, 0x0930, vec![0x00, 0x10])], now);
+        }
+        let end = now + SECOND;
+        let mut worst_last_100ms = 0i64;
+        while now < end {
+            now += interval;
+            exchange(&mut seg, &[(FRMW, 0x1000, 0x0910, vec![0; 8])], now);
+            if end - now < SECOND / 10 {
+                let errors = system_time_errors(&seg, now);
+                worst_last_100ms = errors.iter().fold(worst_last_100ms, |w, e| w.max(e.abs()));
+            }
+        }
+        assert!(
+            worst_last_100ms < 100,
+            "{what}: up to {worst_last_100ms} ns off in the last 100 ms"
+        );
+        for (i, ppm) in [(1u16, 30.0), (2, -30.0)] {
+            let (diff, _) = system_time_difference(&mut seg, i, now);
+            assert!(diff < 100, "{what}: terminal {i} shows {diff} ns in 0x092C");
+            // The speed counter diff (0x0932) cancels the oscillator's drift: a fast clock
+            // is slowed down (negative), a slow one sped up.
+            let r = exchange(&mut seg, &[(FPRD, 0x1000 + i, 0x0932, vec![0; 2])], now);
+            let diff = i16::from_le_bytes([r[0].1[0], r[0].1[1]]);
+            let speed_ppm = crate::esc::speed_counter_speed(i32::from(diff), 0x1000) * 1e6;
+            assert!(
+                (speed_ppm + ppm).abs() < 0.2,
+                "{what}: terminal {i}: speed counter diff {diff} = {speed_ppm} ppm for a drift of {ppm} ppm"
+            );
+        }
+        // Left alone for another second, the clocks stay together: the drift is
+        // compensated, not just the phase.
+        let later = now + SECOND;
+        exchange(&mut seg, &[(BRD, 0, 0x0000, vec![0; 2])], later);
+        let errors = system_time_errors(&seg, later);
+        assert!(
+            errors.iter().all(|e| e.abs() < 200),
+            "{what}: a second without compares: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn without_drift_compensation_clocks_drift_apart() {
+    // The same bus and start-up without compares: ±30 ppm are 30 µs per second each way,
+    // the figure the loop has to remove.
+    let mut seg = drifting_bus(&[30.0, -30.0]);
+    let now = 1_000_000u64;
+    dc_start_up(&mut seg, now);
+    let later = now + 1_000_000_000;
+    exchange(&mut seg, &[(BRD, 0, 0x0000, vec![0; 2])], later);
+    let errors = system_time_errors(&seg, later);
+    assert!(errors[0] > 29_000 && errors[1] < -29_000, "{errors:?}");
 }
 
 /// A cyclic-looking frame of four datagrams: APRD, FPWR into a mailbox, LRW, BRD.
@@ -1164,7 +1259,9 @@ fn dc_times_at_the_end_of_the_64_bit_range_wrap() {
 #[test]
 fn extreme_system_time_compares_do_not_overflow_the_clock() {
     // Alternating 0x0910 writes at both ends of the 64-bit range make the time control
-    // loop's phase steps as large as they get; the local clock wraps, it never overflows.
+    // loop's differences as large as they get (±2^31 ns after its 32-bit compare): its
+    // speed saturates within the speed counter diff's range and the local clock wraps,
+    // it never overflows.
     let mut seg = bus(&["ek1100", "el7041"]);
     for (i, t) in [i64::MAX as u64, 0, u64::MAX, i64::MIN as u64, 1 << 62]
         .iter()
@@ -1176,6 +1273,11 @@ fn extreme_system_time_compares_do_not_overflow_the_clock() {
         exchange(&mut seg, &[(BWR, 0, 0x0910, t.to_le_bytes().to_vec())], now);
         let reply = exchange(&mut seg, &[(BRD, 0, 0x0910, vec![0; 8])], now);
         assert_eq!(reply[0].2, 2, "both terminals answer compare {i}");
+        for adp in [0u16, 0xFFFF] {
+            let r = exchange(&mut seg, &[(APRD, adp, 0x0932, vec![0; 2])], now);
+            let diff = i16::from_le_bytes([r[0].1[0], r[0].1[1]]);
+            assert!(diff.unsigned_abs() <= 0x1000 - 0x7F, "compare {i}: {diff}");
+        }
     }
 }
 
