@@ -13,9 +13,10 @@ impl Esc {
         self.load_send_mailbox();
     }
 
-    /// Advances time without a frame: watchdog expiry, EEPROM busy.
+    /// Advances time without a frame: watchdog expiry, EEPROM busy, SYNC pulses.
     pub fn advance(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
+        self.update_sync();
         self.update_sii_status();
         self.check_watchdog();
         self.poll_mailbox_due();

@@ -15,10 +15,12 @@ mod eeprom;
 mod fmmu;
 pub mod regs;
 mod sm;
+mod sync;
 
 pub use dc::speed_counter_speed;
 pub use fmmu::Fmmu;
 use sm::{SmEvent, SmEvents, SmRuntime};
+pub use sync::SyncPulses;
 
 use crate::app::{
     AlState, AlStatusCode, MailboxOutbox, SmConfig, SmDirection, SmMode, TerminalApp, Transition,
@@ -173,6 +175,7 @@ pub struct Esc {
     sii_pending_cmd: u8,
     wd_last_ns: Option<u64>,
     dc_loop: dc::DcLoop,
+    sync: sync::SyncUnit,
     downstream_rtt_ns: u64,
     links: [bool; 4],
     now_ns: u64,
@@ -213,6 +216,7 @@ impl Esc {
             sii_pending_cmd: 0,
             wd_last_ns: None,
             dc_loop: dc::DcLoop::default(),
+            sync: sync::SyncUnit::default(),
             downstream_rtt_ns: 0,
             links: [true, false, false, false],
             now_ns: 0,
@@ -282,6 +286,7 @@ impl Esc {
         self.sii_pending_cmd = 0;
         self.wd_last_ns = None;
         self.dc_loop = dc::DcLoop::default();
+        self.sync = sync::SyncUnit::default();
         self.update_al_registers();
         self.update_dl_status();
         self.update_sm_registers();
@@ -692,25 +697,9 @@ impl Esc {
 
     fn refresh_dynamic(&mut self, from: u32, to: u32) {
         let hit = |a: u16, len: u32| from < u32::from(a) + len && u32::from(a) < to;
-        if self.config.chip.dc == DcUnit::Full {
-            if hit(regs::DC_SYSTEM_TIME, 8) {
-                let t = self.system_time(self.now_ns);
-                self.put64(regs::DC_SYSTEM_TIME, t);
-            }
-            if hit(regs::DC_START_TIME, 8)
-                && self.mem[usize::from(regs::DC_SYNC_ACTIVATION)] & 1 != 0
-            {
-                let start = self.get64(regs::DC_START_TIME);
-                let cycle = u64::from(self.get32(regs::DC_SYNC0_CYCLE));
-                let now = self.system_time(self.now_ns);
-                if cycle > 0 && now > start {
-                    // Start time, offset and cycle come from the master: the next SYNC0
-                    // wraps with the 64-bit system time instead of overflowing.
-                    let next =
-                        start.wrapping_add((now - start).div_ceil(cycle).wrapping_mul(cycle));
-                    self.put64(regs::DC_START_TIME, next);
-                }
-            }
+        if self.config.chip.dc == DcUnit::Full && hit(regs::DC_SYSTEM_TIME, 8) {
+            let t = self.system_time(self.now_ns);
+            self.put64(regs::DC_SYSTEM_TIME, t);
         }
         if hit(regs::SII_CONTROL, 2) {
             self.update_sii_status();
@@ -750,6 +739,12 @@ impl Esc {
         }
         if self.config.chip.dc != DcUnit::None && hit(regs::DC_RECV_TIME_PORT0, 4) {
             self.latch_receive_times();
+        }
+        if self.config.chip.dc == DcUnit::Full && hit(regs::DC_SYNC_ACTIVATION, 1) {
+            self.sync_activation_written();
+        }
+        if self.config.chip.dc == DcUnit::Full && hit(regs::DC_START_TIME, 8) {
+            self.start_time_written();
         }
         if self.config.chip.dc == DcUnit::Full && hit(regs::DC_SPEED_COUNTER_START, 2) {
             self.speed_counter_start_written();

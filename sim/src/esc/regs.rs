@@ -94,17 +94,25 @@ pub const DC_SPEED_COUNTER_DIFF: u16 = 0x0932;
 pub const DC_DIFFERENCE_FILTER_DEPTH: u16 = 0x0934;
 /// DC speed counter filter depth (u8, bits 3:0).
 pub const DC_SPEED_FILTER_DEPTH: u16 = 0x0935;
-/// DC SYNC activation (u8).
+/// DC cyclic unit control (u8): which of the SYNC/latch units EtherCAT or the PDI owns.
+pub const DC_CYCLIC_UNIT_CONTROL: u16 = 0x0980;
+/// DC SYNC activation (u8): bit 0 cyclic operation, bit 1 SYNC0, bit 2 SYNC1.
 pub const DC_SYNC_ACTIVATION: u16 = 0x0981;
 /// DC pulse length of the SYNC signals (u16, in 10 ns units; 0 = acknowledge mode),
 /// read-only over EtherCAT, loaded from SII word 2 (ESC datasheet section II table 111).
 pub const DC_SYNC_PULSE_LENGTH: u16 = 0x0982;
-/// DC SYNC0 status (u8).
+/// DC SYNC0 status (u8, bit 0).
 pub const DC_SYNC0_STATUS: u16 = 0x098E;
-/// DC start time / next SYNC0 pulse (u64).
+/// DC SYNC1 status (u8, bit 0).
+pub const DC_SYNC1_STATUS: u16 = 0x098F;
+/// DC start time of cyclic operation (write) / next SYNC0 pulse (read), u64.
 pub const DC_START_TIME: u16 = 0x0990;
-/// DC SYNC0 cycle time (u32).
+/// DC next SYNC1 pulse (u64, read-only).
+pub const DC_NEXT_SYNC1: u16 = 0x0998;
+/// DC SYNC0 cycle time (u32, ns; 0 = a single pulse).
 pub const DC_SYNC0_CYCLE: u16 = 0x09A0;
+/// DC SYNC1 cycle time (u32, ns): SYNC1 comes this long after a SYNC0 pulse.
+pub const DC_SYNC1_CYCLE: u16 = 0x09A4;
 /// Digital I/O output data (u32), used as SM area by digital output terminals.
 pub const DIGITAL_OUTPUT: u16 = 0x0F00;
 /// First byte of the user RAM (ET1100/ET1200 datasheets, register overview).

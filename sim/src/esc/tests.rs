@@ -983,29 +983,221 @@ fn hostile_configurations_touch_nothing_outside_the_esc() {
     assert_eq!(back, [1, 2, 3]);
 }
 
+/// A terminal whose system time is the bus time (clock started at 0, no drift, offset
+/// 0), so SYNC times can be written as bus times.
+fn terminal_on_bus_time(name: &str) -> Esc {
+    let s = sii(name);
+    let mut cfg = EscConfig::for_sii(&s);
+    cfg.clock_start_ns = Some(0);
+    Esc::new(cfg, s, Box::new(BasicApp::with_layout(vec![])))
+}
+
+fn read64(e: &mut Esc, addr: u16) -> u64 {
+    let mut b = [0u8; 8];
+    assert!(e.read(addr, &mut b, ReadMode::Replace), "0x{addr:04X}");
+    u64::from_le_bytes(b)
+}
+
+fn read8(e: &mut Esc, addr: u16) -> u8 {
+    let mut b = [0u8; 1];
+    assert!(e.read(addr, &mut b, ReadMode::Replace), "0x{addr:04X}");
+    b[0]
+}
+
+/// What the SYNC registers show at bus time `now`: next SYNC0 (0x0990), next SYNC1
+/// (0x0998), SYNC0 and SYNC1 status (0x098E, 0x098F), and the pulses so far.
+fn sync_at(e: &mut Esc, now: u64) -> (u64, u64, u8, u8, SyncPulses) {
+    e.begin_frame(now);
+    (
+        read64(e, regs::DC_START_TIME),
+        read64(e, regs::DC_NEXT_SYNC1),
+        read8(e, regs::DC_SYNC0_STATUS),
+        read8(e, regs::DC_SYNC1_STATUS),
+        e.sync_pulses(),
+    )
+}
+
+/// Programs the SYNC unit as a master does: off, cycle times, start time, activation.
+/// Returns the pulses given until it was switched off.
+fn program_sync(
+    e: &mut Esc,
+    now: u64,
+    start: u64,
+    sync0: u32,
+    sync1: u32,
+    activation: u8,
+) -> SyncPulses {
+    e.begin_frame(now);
+    assert!(e.write(regs::DC_SYNC_ACTIVATION, &[0]));
+    let before = e.sync_pulses();
+    let mut cycles = sync0.to_le_bytes().to_vec();
+    cycles.extend_from_slice(&sync1.to_le_bytes());
+    assert!(e.write(regs::DC_SYNC0_CYCLE, &cycles));
+    assert!(e.write(regs::DC_START_TIME, &start.to_le_bytes()));
+    assert!(e.write(regs::DC_SYNC_ACTIVATION, &[activation]));
+    before
+}
+
+fn pulses(sync0: u64, sync1: u64) -> SyncPulses {
+    SyncPulses { sync0, sync1 }
+}
+
+const MS: u64 = 1_000_000;
+const US: u64 = 1_000;
+
 #[test]
-fn sync0_next_pulse_follows_start_and_cycle() {
-    let s = sii("el2889");
-    let mut e = Esc::new(
-        EscConfig::for_sii(&s),
-        s,
-        Box::new(BasicApp::with_layout(vec![])),
-    );
-    e.begin_frame(10_000_000);
-    // Start at 12 ms, 1 ms cycle, SYNC0 on (cyclic unit + SYNC0: 0x03).
-    assert!(e.write(regs::DC_START_TIME, &12_000_000u64.to_le_bytes()));
-    assert!(e.write(regs::DC_SYNC0_CYCLE, &1_000_000u32.to_le_bytes()));
-    assert!(e.write(regs::DC_SYNC_ACTIVATION, &[0x03]));
-    let mut t = [0u8; 8];
-    e.read(regs::DC_START_TIME, &mut t, ReadMode::Replace);
-    assert_eq!(u64::from_le_bytes(t), 12_000_000, "first pulse still ahead");
-    e.begin_frame(14_300_000);
-    e.read(regs::DC_START_TIME, &mut t, ReadMode::Replace);
+fn sync0_and_sync1_pulse_over_time() {
+    // The EL7041's SII sets a pulse length of 2000 × 10 ns = 20 µs.
+    let mut e = terminal_on_bus_time("el7041");
+    // Start at 12 ms, SYNC0 every 1 ms, SYNC1 300 µs after each SYNC0 pulse (shorter
+    // than the cycle), both on: AssignActivate 0x0700.
+    program_sync(&mut e, 10 * MS, 12 * MS, MS as u32, 300_000, 0x07);
     assert_eq!(
-        u64::from_le_bytes(t),
-        15_000_000,
-        "next pulse on the cycle grid"
+        sync_at(&mut e, 10 * MS),
+        (12 * MS, 12 * MS + 300 * US, 0, 0, pulses(0, 0)),
+        "first pulses ahead"
     );
+    assert_eq!(
+        sync_at(&mut e, 12 * MS),
+        (13 * MS, 12 * MS + 300 * US, 1, 0, pulses(1, 0)),
+        "SYNC0 at the start time, active for its pulse length"
+    );
+    assert_eq!(sync_at(&mut e, 12 * MS + 19 * US).2, 1);
+    assert_eq!(
+        sync_at(&mut e, 12 * MS + 20 * US),
+        (13 * MS, 12 * MS + 300 * US, 0, 0, pulses(1, 0)),
+        "20 µs later the pulse is over"
+    );
+    assert_eq!(
+        sync_at(&mut e, 12 * MS + 300 * US),
+        (13 * MS, 13 * MS + 300 * US, 0, 1, pulses(1, 1)),
+        "SYNC1 300 µs after SYNC0"
+    );
+    assert_eq!(
+        sync_at(&mut e, 14 * MS + 500 * US),
+        (15 * MS, 15 * MS + 300 * US, 0, 0, pulses(3, 3)),
+        "12, 13, 14 ms and 12.3, 13.3, 14.3 ms"
+    );
+    // The start time cannot be written while cyclic operation runs: the write counts
+    // but 0x0990 goes on showing the next SYNC0 pulse.
+    assert!(e.write(regs::DC_START_TIME, &0u64.to_le_bytes()));
+    assert_eq!(read64(&mut e, regs::DC_START_TIME), 15 * MS);
+    // Switched off: no more pulses, no status.
+    assert!(e.write(regs::DC_SYNC_ACTIVATION, &[0]));
+    let (_, _, s0, s1, p) = sync_at(&mut e, 20 * MS);
+    assert_eq!((s0, s1, p), (0, 0, pulses(3, 3)));
+}
+
+#[test]
+fn sync1_cycle_time_counts_from_the_sync0_pulse_that_starts_it() {
+    // ESC datasheet section I 9.2.3.5, figure 31: a SYNC0 pulse starts the SYNC1 delay
+    // unless one is running; SYNC1 comes the SYNC1 cycle time after it.
+    let mut e = terminal_on_bus_time("el7041");
+    // Equal to the SYNC0 cycle: SYNC1 with every second SYNC0 pulse (13, 15, 17 ms).
+    program_sync(&mut e, 10 * MS, 12 * MS, MS as u32, MS as u32, 0x07);
+    let (next0, next1, _, _, p) = sync_at(&mut e, 17 * MS + 500 * US);
+    assert_eq!((next0, next1, p), (18 * MS, 19 * MS, pulses(6, 3)));
+    // 2.5 cycles: SYNC1 with every third SYNC0 pulse, half a cycle after it
+    // (14.5, 17.5, 20.5 ms after a start at 12 ms).
+    let before = program_sync(
+        &mut e,
+        11 * MS + 17 * MS,
+        12 * MS + 17 * MS,
+        MS as u32,
+        2_500_000,
+        0x07,
+    );
+    let (next0, next1, _, _, p) = sync_at(&mut e, 21 * MS + 17 * MS);
+    assert_eq!(
+        (next0, next1),
+        (22 * MS + 17 * MS, 23 * MS + 500 * US + 17 * MS)
+    );
+    assert_eq!(
+        (p.sync0 - before.sync0, p.sync1 - before.sync1),
+        (10, 3),
+        "SYNC0 at 29..38 ms, SYNC1 at 31.5, 34.5, 37.5 ms"
+    );
+    // 0: SYNC1 reflects SYNC0.
+    let before = program_sync(&mut e, 40 * MS, 41 * MS, MS as u32, 0, 0x07);
+    let (next0, next1, s0, s1, p) = sync_at(&mut e, 44 * MS);
+    assert_eq!((next0, next1, s0, s1), (45 * MS, 45 * MS, 1, 1));
+    assert_eq!((p.sync0 - before.sync0, p.sync1 - before.sync1), (4, 4));
+}
+
+#[test]
+fn sync_activation_bits_and_start_times_in_the_past() {
+    let mut e = terminal_on_bus_time("el7041");
+    // A start time already passed never fires: the 64-bit system time would have to come
+    // round to it again. 0x0990 keeps showing that pending first pulse.
+    program_sync(&mut e, 10 * MS, 9 * MS, MS as u32, 0, 0x07);
+    assert_eq!(
+        sync_at(&mut e, 30 * MS),
+        (9 * MS, 9 * MS, 0, 0, pulses(0, 0)),
+        "start time in the past"
+    );
+    // Cyclic operation without SYNC0 or SYNC1 generation: the unit runs (0x0990 shows the
+    // next pulse) but no signal pulses.
+    program_sync(&mut e, 30 * MS, 31 * MS, MS as u32, 0, 0x01);
+    let (next0, _, s0, s1, p) = sync_at(&mut e, 33 * MS + 500 * US);
+    assert_eq!((next0, s0, s1, p), (34 * MS, 0, 0, pulses(0, 0)));
+    // SYNC1 only (0x05): SYNC1 pulses, SYNC0 does not.
+    program_sync(&mut e, 40 * MS, 41 * MS, MS as u32, 0, 0x05);
+    let (_, next1, s0, s1, p) = sync_at(&mut e, 43 * MS + 10 * US);
+    assert_eq!((next1, s0, s1, p), (44 * MS, 0, 1, pulses(0, 3)));
+    // SYNC0 set but not cyclic operation (0x02): nothing runs.
+    let before = program_sync(&mut e, 50 * MS, 51 * MS, MS as u32, 0, 0x02);
+    assert_eq!(before, pulses(0, 10), "SYNC1 at 41..50 ms");
+    let (next0, _, _, _, p) = sync_at(&mut e, 60 * MS);
+    assert_eq!(
+        (next0, p),
+        (51 * MS, before),
+        "0x0990 holds what was written"
+    );
+    // Single shot (SYNC0 cycle 0): one pulse at the start time, then none.
+    program_sync(&mut e, 60 * MS, 61 * MS, 0, 0, 0x03);
+    let (next0, _, _, _, p) = sync_at(&mut e, 70 * MS);
+    assert_eq!((next0, p), (61 * MS, pulses(1, 10)));
+}
+
+#[test]
+fn sync_status_in_acknowledge_mode_stays_set() {
+    // The EL2889's SII leaves the pulse length 0: acknowledge mode, where the signal stays
+    // active until the PDI reads the status, and no simulated firmware does.
+    let mut e = terminal_on_bus_time("el2889");
+    program_sync(&mut e, 10 * MS, 12 * MS, MS as u32, 0, 0x03);
+    assert_eq!(sync_at(&mut e, 11 * MS).2, 0);
+    assert_eq!(sync_at(&mut e, 12 * MS + 500 * US).2, 1);
+    assert_eq!(sync_at(&mut e, 20 * MS + 500 * US).2, 1);
+    assert!(e.write(regs::DC_SYNC_ACTIVATION, &[0]));
+    assert_eq!(
+        read8(&mut e, regs::DC_SYNC0_STATUS),
+        0,
+        "cleared when switched off"
+    );
+}
+
+#[test]
+fn sync_follows_the_system_time_not_the_bus_time() {
+    // A clock 100 ppm fast with an offset: the pulses come when its system time passes
+    // them, and a power cycle stops the unit.
+    let s = sii("el7041");
+    let mut cfg = EscConfig::for_sii(&s);
+    cfg.clock_start_ns = Some(0);
+    cfg.drift_ppm = 100.0;
+    let mut e = Esc::new(cfg, s, Box::new(BasicApp::with_layout(vec![])));
+    e.begin_frame(0);
+    assert!(e.write(regs::DC_SYSTEM_OFFSET, &(5 * MS).to_le_bytes()));
+    // System time = 1.0001 · t + 5 ms: 100 ms at t = 94.99 ms.
+    program_sync(&mut e, 0, 100 * MS, 10 * MS as u32, 0, 0x03);
+    assert_eq!(sync_at(&mut e, 94_990_000).4, pulses(0, 0));
+    assert_eq!(sync_at(&mut e, 94_991_000).4, pulses(1, 0));
+    e.power_cycle(95 * MS);
+    assert_eq!(
+        sync_at(&mut e, 200 * MS).4,
+        pulses(0, 0),
+        "reset by the power cycle"
+    );
+    assert_eq!(read8(&mut e, regs::DC_SYNC_ACTIVATION), 0);
 }
 
 #[test]

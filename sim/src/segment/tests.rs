@@ -1222,9 +1222,14 @@ fn hostile_datagrams_keep_the_frame_intact() {
 
 #[test]
 fn dc_times_at_the_end_of_the_64_bit_range_wrap() {
-    // A master may write any system time offset, start time and cycle: the terminal's
-    // next SYNC0 start time wraps with the 64-bit system time instead of overflowing.
+    // A master may write any system time offset, start time and cycle: the SYNC pulses
+    // go on across the wrap of the 64-bit system time instead of overflowing, and a
+    // start time the system time already passed stays pending.
     let mut seg = bus(&["ek1100"]);
+    let read64 = |seg: &mut Segment, ado: u16, now: u64| {
+        let r = exchange(seg, &[(APRD, 0, ado, vec![0; 8])], now);
+        u64::from_le_bytes(r[0].1.clone().try_into().expect("8 bytes"))
+    };
     // System time 1 ms below the wrap.
     let local = seg.terminal(0).expect("t0").local_time(0);
     let offset = (u64::MAX - 1_000_000).wrapping_sub(local);
@@ -1233,27 +1238,28 @@ fn dc_times_at_the_end_of_the_64_bit_range_wrap() {
         &[(APWR, 0, 0x0920, offset.to_le_bytes().to_vec())],
         0,
     );
-    exchange(
-        &mut seg,
-        &[(APWR, 0, 0x09A0, u32::MAX.to_le_bytes().to_vec())],
-        0,
-    );
-    let start = u64::MAX - 2_000_000_000;
-    exchange(
-        &mut seg,
-        &[(APWR, 0, 0x0990, start.to_le_bytes().to_vec())],
-        0,
-    );
-    exchange(&mut seg, &[(APWR, 0, 0x0981, vec![0x01])], 0);
-    let now = seg.terminal(0).expect("t0").system_time(0);
-    assert!(now > start, "system time {now:#x} past the start time");
-    let reply = exchange(&mut seg, &[(APRD, 0, 0x0990, vec![0; 8])], 0);
-    let next = u64::from_le_bytes(reply[0].1.clone().try_into().expect("8 bytes"));
+    let program = |seg: &mut Segment, start: u64, cycle: u32| {
+        exchange(seg, &[(APWR, 0, 0x0981, vec![0x00])], 0);
+        exchange(seg, &[(APWR, 0, 0x09A0, cycle.to_le_bytes().to_vec())], 0);
+        exchange(seg, &[(APWR, 0, 0x0990, start.to_le_bytes().to_vec())], 0);
+        exchange(seg, &[(APWR, 0, 0x0981, vec![0x03])], 0);
+    };
+    // First pulse 0.5 ms ahead, 1 ms cycle: after 3 ms the pulses at −0.5 ms, +0.5 ms
+    // and +1.5 ms around the wrap have come, the next is at +2.5 ms.
+    let start = u64::MAX - 499_999;
+    program(&mut seg, start, 1_000_000);
     assert_eq!(
-        next,
-        start.wrapping_add(u64::from(u32::MAX)),
-        "next SYNC0 one cycle after the start, wrapped"
+        read64(&mut seg, 0x0990, 3_000_000),
+        start.wrapping_add(3_000_000)
     );
+    assert_eq!(seg.terminal(0).expect("t0").sync_pulses().sync0, 3);
+    // The longest cycle a master can write, from a start 2 s before now: the system time
+    // passed it, so nothing fires until it comes round again.
+    let now = seg.terminal(0).expect("t0").system_time(3_000_000);
+    let past = now.wrapping_sub(2_000_000_000);
+    program(&mut seg, past, u32::MAX);
+    assert_eq!(read64(&mut seg, 0x0990, 10_000_000_000), past);
+    assert_eq!(seg.terminal(0).expect("t0").sync_pulses().sync0, 3);
 }
 
 #[test]
