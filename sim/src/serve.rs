@@ -342,6 +342,9 @@ pub struct ServeStats {
     pub sent: u64,
     /// Frames the segment dropped (lost on the wire, faults).
     pub dropped: u64,
+    /// Replies still held back by their delay (injected or wire time) when the server
+    /// stopped: they are never sent.
+    pub dropped_at_stop: u64,
 }
 
 /// A processed frame to send back, after `delay_ns` (injected delay; 0 = at once).
@@ -407,7 +410,8 @@ impl HeldReplies {
 /// EtherCAT frame calls `process(frame, kernel_rx_time_ns)` and sends back what it
 /// returns (`None`: the frame is lost), holding a reply back by its delay. Between frames
 /// `idle(now_ns)` runs every few milliseconds ([`IDLE_TICK`]) so that timers expire on
-/// time.
+/// time. Replies still held back when it stops are not sent; the returned counters say
+/// how many ([`ServeStats::dropped_at_stop`]).
 pub fn serve(
     interface: &str,
     stop: &Arc<AtomicBool>,
@@ -469,6 +473,7 @@ pub fn serve_with_idle_tick(
             None => stats.dropped += 1,
         }
     }
+    stats.dropped_at_stop = held.len() as u64;
     Ok(stats)
 }
 

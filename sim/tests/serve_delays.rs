@@ -1,6 +1,7 @@
 //! Serving on an interface: a reply held back by an injected delay goes out when it falls
 //! due, although no further frame arrives and the server's idle tick is an hour away; a
-//! topology with `[wire_time]` is served with its delays.
+//! topology with `[wire_time]` is served with its delays; replies still held when the
+//! server stops are counted.
 //!
 //! Needs root (veth pair, AF_PACKET, XDP): fails, does not skip, without it.
 
@@ -60,6 +61,12 @@ impl Served {
     /// Serves the bus of `topology` (TOML text, paths relative to `configs/sim`) with an
     /// idle tick of [`IDLE_TICK`], and waits until it answers.
     fn start(topology: &str) -> Served {
+        Served::start_holding(topology, |_| None)
+    }
+
+    /// [`Served::start`], holding back the reply to each frame for which `hold` gives a
+    /// time (ns) instead of the delay the bus gives it.
+    fn start_holding(topology: &str, hold: fn(&[u8]) -> Option<u64>) -> Served {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/sim");
         let topology = Topology::parse(topology, &dir.join("inline.toml"), &dir).expect("topology");
         let processor = serve::bus_processor(topology.build().expect("bus"));
@@ -74,7 +81,13 @@ impl Served {
                     &sim_if,
                     &stop,
                     IDLE_TICK,
-                    |frame, t| processor.borrow_mut().process(frame, t),
+                    |frame, t| {
+                        let mut reply = processor.borrow_mut().process(frame, t)?;
+                        if let Some(ns) = hold(frame) {
+                            reply.delay_ns = ns;
+                        }
+                        Some(reply)
+                    },
                     |now| processor.borrow_mut().idle(now),
                 )
             })
@@ -132,7 +145,30 @@ fn a_delayed_reply_goes_out_when_due_without_another_frame() {
     );
     let stats = bus.stop();
     assert_eq!(stats.dropped, 0);
+    assert_eq!(stats.dropped_at_stop, 0);
     assert_eq!(stats.sent, stats.received, "{stats:?}");
+}
+
+#[test]
+fn replies_still_held_when_the_server_stops_are_counted() {
+    // The replies to the frames tagged 1 and 2 are held back a minute, every other one
+    // goes out at once: once the reply to 3 is back, the server holds the other two.
+    let bus = Served::start_holding(
+        "[[terminal]]\neeprom = \"../../../shared/testdata/eeprom/ek1100.bin\"\n",
+        |frame| matches!(tag(frame), 0x0001 | 0x0002).then_some(60_000_000_000),
+    );
+    for ado in [0x0001, 0x0002, 0x0003] {
+        bus.master.send(&tagged(ado)).expect("send");
+    }
+    assert_eq!(replies(&bus.master, 1, PATIENCE), vec![0x0003]);
+    let stats = bus.stop();
+    assert_eq!(stats.dropped_at_stop, 2, "{stats:?}");
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    assert_eq!(
+        stats.sent + stats.dropped_at_stop,
+        stats.received,
+        "every frame received is accounted for: {stats:?}"
+    );
 }
 
 #[test]
@@ -168,4 +204,10 @@ fn a_wire_time_topology_is_served_with_its_delays() {
     // The reply of the frame that stops the server may still be held when it stops.
     let stats = bus.stop();
     assert_eq!(stats.dropped, 0, "{stats:?}");
+    assert!(stats.dropped_at_stop <= 1, "{stats:?}");
+    assert_eq!(
+        stats.sent + stats.dropped_at_stop,
+        stats.received,
+        "{stats:?}"
+    );
 }
