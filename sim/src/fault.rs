@@ -41,8 +41,12 @@ pub struct FaultSettings {
     pub delay_ns: u64,
     /// No frame passes at all (cable pulled at the master).
     pub link_down: bool,
-    /// The terminal at this position and all after it stop answering: the one before it
-    /// closes its port, as when a terminal loses power.
+    /// The terminal at this position and all after it stop answering: the cable into its
+    /// port 0 is cut. The terminal before it loses the link on port 1 and closes the
+    /// loop there; this one loses the link on port 0. They stay powered: they keep their
+    /// state and registers, their time and watchdogs run on, and they answer as they
+    /// are now when the cable is back. (A terminal that loses power is
+    /// [`TerminalFault::PowerCycle`].)
     pub silent_from: Option<usize>,
 }
 
@@ -143,7 +147,8 @@ impl Faults {
         self.lock().settings.link_down = down;
     }
 
-    /// Makes the terminal at `position` (and every one after it) stop answering; `None`
+    /// Makes the terminal at `position` (and every one after it) stop answering, as if the
+    /// cable into its port 0 were cut (see [`FaultSettings::silent_from`]); `None`
     /// restores them.
     pub fn set_silent_from(&self, position: Option<usize>) {
         self.lock().settings.silent_from = position;

@@ -297,15 +297,21 @@ impl Segment {
     }
 
     /// Sets every terminal's links from the faults in force: the master's cable pulled
-    /// (`link_down`: terminal 0 loses port 0), terminals from `silent_from` on unpowered
-    /// (the one before loses port 1; the unpowered ones count nothing and keep what
-    /// they had until they come back).
+    /// (`link_down`: terminal 0 loses port 0), the cable into port 0 of terminal
+    /// `silent_from` cut (the terminal before loses port 1, that terminal port 0; it and
+    /// the ones behind it stay powered and linked to each other, keep their state and
+    /// run on, but no frame reaches them).
     fn update_topology(&mut self) {
         let n = self.reachable();
+        let count = self.terminals.len();
         let link_down = self.link_down;
-        for (i, t) in self.terminals.iter_mut().enumerate().take(n) {
-            t.set_links([i > 0 || !link_down, i + 1 < n, false, false]);
-            t.set_downstream_rtt_ns(self.wire.downstream_rtt_ns(i, n));
+        for (i, t) in self.terminals.iter_mut().enumerate() {
+            if i < n {
+                t.set_links([i > 0 || !link_down, i + 1 < n, false, false]);
+                t.set_downstream_rtt_ns(self.wire.downstream_rtt_ns(i, n));
+            } else {
+                t.set_links([i > n, i + 1 < count, false, false]);
+            }
         }
     }
 

@@ -375,7 +375,8 @@ fn lost_links_are_counted_by_the_port_that_lost_them() {
     let r = exchange(&mut seg, &[(APRD, 0, 0x0110, vec![0; 2])], 0);
     assert_eq!(r[0].1[0] & 0x10, 0x10, "port 0 link back");
     assert_eq!(lost(&seg, 0), vec![1, 0, 0, 0]);
-    // The EL2889 loses power twice: the EL2828's port 1 counts both, the EL2889 nothing.
+    // The cable into the EL2889 is cut twice: both ends count it, the EL2828's port 1
+    // and the EL2889's port 0 (it stays powered).
     for _ in 0..2 {
         faults.set_silent_from(Some(2));
         exchange(&mut seg, &[(BRD, 0, 0, vec![0])], 0);
@@ -383,16 +384,51 @@ fn lost_links_are_counted_by_the_port_that_lost_them() {
         exchange(&mut seg, &[(BRD, 0, 0, vec![0])], 0);
     }
     assert_eq!(lost(&seg, 1), vec![0, 2, 0, 0]);
-    assert_eq!(lost(&seg, 2), vec![0; 4]);
+    assert_eq!(lost(&seg, 2), vec![2, 0, 0, 0]);
     assert_eq!(lost(&seg, 0), vec![1, 0, 0, 0]);
     // A port whose loop the master keeps closed counts nothing.
     exchange(&mut seg, &[(APWR, 0xFFFF, 0x0101, vec![0x0C])], 0);
     faults.set_silent_from(Some(2));
     exchange(&mut seg, &[(BRD, 0, 0, vec![0])], 0);
     assert_eq!(lost(&seg, 1), vec![0, 2, 0, 0]);
+    assert_eq!(lost(&seg, 2), vec![3, 0, 0, 0]);
     // A write clears the counters (ETG.1000.4: error counters are cleared by writing).
     exchange(&mut seg, &[(BWR, 0, 0x0310, vec![0; 4])], 0);
     assert_eq!(lost(&seg, 0), vec![0; 4]);
+}
+
+#[test]
+fn a_silent_terminal_stays_powered_and_keeps_its_state() {
+    // `silent` cuts the cable into a terminal: it keeps its station address, AL state and
+    // registers, its time runs on (its port 0 shows no link meanwhile), and it answers
+    // as it is when the cable is back. A power cycle is what resets it.
+    let mut seg = bus(&["ek1100", "el2828", "el2889"]);
+    let faults = seg.faults();
+    exchange(&mut seg, &[(APWR, 0xFFFE, 0x0010, vec![0x03, 0x10])], 0);
+    exchange(&mut seg, &[(FPWR, 0x1003, 0x0120, vec![0x02, 0])], 0);
+    exchange(&mut seg, &[(FPWR, 0x1003, 0x0F80, vec![0xA5])], 0);
+    faults.set_silent_from(Some(2));
+    let r = exchange(&mut seg, &[(FPRD, 0x1003, 0x0130, vec![0; 2])], 1_000_000);
+    assert_eq!(r[0].2, 0, "not reachable");
+    let dl = seg.terminal(2).expect("t2").peek(0x0110);
+    assert_eq!(dl & 0x10, 0, "no link on its port 0 meanwhile");
+    faults.set_silent_from(None);
+    let r = exchange(
+        &mut seg,
+        &[
+            (FPRD, 0x1003, 0x0130, vec![0; 2]),
+            (FPRD, 0x1003, 0x0F80, vec![0]),
+            (FPRD, 0x1003, 0x0110, vec![0; 2]),
+        ],
+        2_000_000,
+    );
+    assert_eq!(
+        (r[0].1[0], r[0].2),
+        (0x02, 1),
+        "still PRE-OP at its address"
+    );
+    assert_eq!(r[1].1, vec![0xA5], "user RAM kept");
+    assert_eq!(r[2].1[0] & 0x10, 0x10, "port 0 link back");
 }
 
 #[test]
