@@ -786,13 +786,19 @@ fn partial_fmmu_never_completes_an_output_buffer() {
     assert_eq!(e.peek(regs::WD_STATUS) & 1, 1);
 }
 
+/// Terminal `name` without firmware whose DC clock reads `start_ns` at bus time 0 and
+/// drifts by `drift_ppm`.
+fn clocked_terminal(name: &str, start_ns: u64, drift_ppm: f64) -> Esc {
+    let s = sii(name);
+    let mut cfg = EscConfig::for_sii(&s);
+    cfg.drift_ppm = drift_ppm;
+    cfg.clock_start_ns = Some(start_ns);
+    Esc::new(cfg, s, Box::new(BasicApp::with_layout(vec![])))
+}
+
 #[test]
 fn dc_drift_offset_and_latch() {
-    let s = sii("el2889");
-    let mut cfg = EscConfig::for_sii(&s);
-    cfg.drift_ppm = 100.0;
-    cfg.clock_start_ns = Some(5_000);
-    let mut e = Esc::new(cfg, s, Box::new(BasicApp::with_layout(vec![])));
+    let mut e = clocked_terminal("el2889", 5_000, 100.0);
     e.begin_frame(1_000_000_000);
     let mut t = [0u8; 8];
     assert!(e.read(regs::DC_SYSTEM_TIME, &mut t, ReadMode::Replace));
@@ -844,11 +850,7 @@ fn speed_counter_diff_means_what_the_datasheet_says() {
 fn time_control_loop_removes_phase_and_drift_over_compares() {
     // A terminal whose oscillator runs 100 ppm fast, 100 µs ahead of a reference clock
     // that keeps bus time; the reference's time arrives once a millisecond.
-    let s = sii("el2889");
-    let mut cfg = EscConfig::for_sii(&s);
-    cfg.drift_ppm = 100.0;
-    cfg.clock_start_ns = Some(0);
-    let mut e = Esc::new(cfg, s, Box::new(BasicApp::with_layout(vec![])));
+    let mut e = clocked_terminal("el2889", 0, 100.0);
     e.begin_frame(1_000_000_000);
     assert!(e.write(regs::DC_SYSTEM_OFFSET, &0u64.to_le_bytes()));
     assert_eq!(e.system_time(1_000_000_000), 1_000_100_000);
@@ -986,10 +988,7 @@ fn hostile_configurations_touch_nothing_outside_the_esc() {
 /// A terminal whose system time is the bus time (clock started at 0, no drift, offset
 /// 0), so SYNC times can be written as bus times.
 fn terminal_on_bus_time(name: &str) -> Esc {
-    let s = sii(name);
-    let mut cfg = EscConfig::for_sii(&s);
-    cfg.clock_start_ns = Some(0);
-    Esc::new(cfg, s, Box::new(BasicApp::with_layout(vec![])))
+    clocked_terminal(name, 0, 0.0)
 }
 
 fn read64(e: &mut Esc, addr: u16) -> u64 {
@@ -1180,11 +1179,7 @@ fn sync_status_in_acknowledge_mode_stays_set() {
 fn sync_follows_the_system_time_not_the_bus_time() {
     // A clock 100 ppm fast with an offset: the pulses come when its system time passes
     // them, and a power cycle stops the unit.
-    let s = sii("el7041");
-    let mut cfg = EscConfig::for_sii(&s);
-    cfg.clock_start_ns = Some(0);
-    cfg.drift_ppm = 100.0;
-    let mut e = Esc::new(cfg, s, Box::new(BasicApp::with_layout(vec![])));
+    let mut e = clocked_terminal("el7041", 0, 100.0);
     e.begin_frame(0);
     assert!(e.write(regs::DC_SYSTEM_OFFSET, &(5 * MS).to_le_bytes()));
     // System time = 1.0001 · t + 5 ms: 100 ms at t = 94.99 ms.
