@@ -39,16 +39,27 @@ async fn ferrocat_on(
     args: &[&str],
     full: bool,
 ) -> (String, Result<(), CliError>, Option<BusHandle>) {
+    ferrocat_with(args, move || {
+        if full {
+            link_to(reference_segment())
+        } else {
+            sim_link(&REFERENCE)
+        }
+    })
+    .await
+}
+
+/// Run `ferrocat -i sim0 ARGS` against the bus `open` makes.
+async fn ferrocat_with(
+    args: &[&str],
+    open: impl Fn() -> (ferrocat::ethercat::transport::ChannelLink, BusHandle) + Send + 'static,
+) -> (String, Result<(), CliError>, Option<BusHandle>) {
     let buf = Buf::default();
     let handle: Arc<Mutex<Option<BusHandle>>> = Arc::default();
     let h = handle.clone();
     let opener: LinkOpener = Box::new(move |iface| {
         assert_eq!(iface, "sim0");
-        let (link, bus) = if full {
-            link_to(reference_segment())
-        } else {
-            sim_link(&REFERENCE)
-        };
+        let (link, bus) = open();
         *h.lock().unwrap() = Some(bus);
         Ok(boxed(link))
     });
@@ -167,7 +178,8 @@ async fn states_op_brings_the_reference_bus_to_op() {
 }
 
 /// `states --dc-cycle` configures the SYNC signals from the SII's DC modes, `--dc-mode`
-/// chooses per position, `--watchdog` sets the SyncManager watchdog.
+/// chooses per position (winning over a later choice for all), `--watchdog` sets the
+/// SyncManager watchdog.
 #[tokio::test]
 async fn states_with_a_dc_cycle_configures_sync_signals() {
     let (out, result, bus) = ferrocat_reference(&[
@@ -179,6 +191,8 @@ async fn states_with_a_dc_cycle_configures_sync_signals() {
         "4=DCIN",
         "--dc-mode",
         "6=off",
+        "--dc-mode",
+        "auto",
         "--dc-drift-frames",
         "100",
         "--watchdog",
@@ -191,16 +205,13 @@ async fn states_with_a_dc_cycle_configures_sync_signals() {
     let seg = bus.segment();
     let unit = |i: usize| {
         let esc = seg.terminal(i).expect("terminal");
-        let n = |a: u16, len: u16| {
-            (0..len).fold(0u64, |v, k| v | u64::from(esc.peek(a + k)) << (8 * k))
-        };
         (
             esc.peek(0x0980),
             esc.peek(0x0981),
-            n(0x09A0, 4),
-            n(0x09A4, 4),
-            n(0x0990, 8),
-            n(0x0420, 2),
+            peek_le(esc, 0x09A0, 4),
+            peek_le(esc, 0x09A4, 4),
+            peek_le(esc, 0x0990, 8),
+            peek_le(esc, 0x0420, 2),
         )
     };
     // EL3164 "DCIN": SYNC0 100 µs before the grid, SYNC1 25 µs after SYNC0.
@@ -215,7 +226,7 @@ async fn states_with_a_dc_cycle_configures_sync_signals() {
 }
 
 /// A DC mode that the terminal does not have is a configuration error naming the modes
-/// it has; nothing is brought up.
+/// it has; it is found before anything is written: no state changes, no DC register.
 #[tokio::test]
 async fn states_refuses_an_unknown_dc_mode() {
     let (_, result, bus) = ferrocat(&[
@@ -234,18 +245,96 @@ async fn states_refuses_an_unknown_dc_mode() {
         "terminal 0x1007 has no DC mode \"DcSync2\" (its SII lists \"Synchron\" (#0), \"DC\" (#1))"
     );
     let bus = bus.expect("bus opened");
-    let state = format!(
-        "{:?}",
-        bus.segment().terminal(6).expect("EL7041").al_state()
-    );
-    assert_eq!(
-        state.to_uppercase().replace('_', ""),
-        "PREOP",
-        "stopped before SAFE-OP"
-    );
+    for i in 0..REFERENCE.len() {
+        let seg = bus.segment();
+        let esc = seg.terminal(i).expect("terminal");
+        assert_eq!(format!("{:?}", esc.al_state()).to_uppercase(), "INIT");
+        assert_eq!(
+            peek_le(esc, 0x0120, 2),
+            0,
+            "terminal {i}: AL control never written"
+        );
+        assert_eq!(
+            peek_le(esc, 0x0920, 8),
+            0,
+            "terminal {i}: no DC offset written"
+        );
+    }
     // A mode without a cycle is a usage error.
     let (_, result, _) = ferrocat(&["states", "OP", "--dc-mode", "off"]).await;
     assert_eq!(result.expect_err("needs --dc-cycle").exit, Exit::Usage);
+}
+
+/// On a bus without any DC unit a mode for a position has no terminal to apply to: the
+/// same configuration error (exit 78) as anywhere else, before anything is written.
+#[tokio::test]
+async fn a_dc_mode_on_a_bus_without_dc_is_a_configuration_error() {
+    let (_, result, bus) = ferrocat_with(
+        &[
+            "states",
+            "SAFEOP",
+            "--dc-cycle",
+            "1ms",
+            "--dc-mode",
+            "3=DcSync2",
+        ],
+        || link_to(no_dc_segment(&REFERENCE)),
+    )
+    .await;
+    let e = result.expect_err("no terminal with DC modes at position 3");
+    assert_eq!(e.exit, Exit::Config);
+    assert_eq!(
+        e.message,
+        "no terminal with a DC system time and DC modes in its SII at position 3"
+    );
+    let bus = bus.expect("bus opened");
+    assert_eq!(bus.segment().terminal(3).expect("terminal").peek(0x0120), 0);
+    // A mode for all that no terminal has, likewise; `auto` and `off` need none.
+    let (_, result, _) = ferrocat_with(
+        &[
+            "states",
+            "SAFEOP",
+            "--dc-cycle",
+            "1ms",
+            "--dc-mode",
+            "DcSync2",
+        ],
+        || link_to(no_dc_segment(&REFERENCE)),
+    )
+    .await;
+    assert_eq!(result.expect_err("no DcSync2").exit, Exit::Config);
+    let (out, result, _) = ferrocat_with(
+        &["states", "SAFEOP", "--dc-cycle", "1ms", "--dc-mode", "off"],
+        || link_to(no_dc_segment(&REFERENCE)),
+    )
+    .await;
+    result.expect("SAFE-OP without DC");
+    assert!(out.lines().all(|l| l.ends_with(" SAFEOP")), "{out}");
+}
+
+/// Bring-up options that would be ignored are usage errors (exit 64), before the bus is
+/// opened: with -p/-s/-a `states` sets nothing up; `capture` sets up only with --state
+/// (the watchdog, --no-dc) or --state/--dc (the DC options); --no-dc conflicts with
+/// every DC option; a watchdog beyond its register is refused.
+#[tokio::test]
+async fn ignored_bring_up_options_are_usage_errors() {
+    let refused: [&[&str]; 9] = [
+        &["states", "-p", "3", "OP", "--dc-cycle", "1ms"],
+        &["states", "-s", "0x1002", "SAFEOP", "--watchdog", "50ms"],
+        &["states", "-a", "7", "SAFEOP", "--no-dc"],
+        &["states", "-p", "1", "SAFEOP", "--dc-drift-frames", "10"],
+        &["states", "OP", "--no-dc", "--dc-drift-frames", "10"],
+        &["capture", "-o", "x.pcapng", "--watchdog", "50ms"],
+        &["capture", "-o", "x.pcapng", "--dc-cycle", "1ms"],
+        &["capture", "-o", "x.pcapng", "--dc", "--watchdog", "50ms"],
+        &["states", "OP", "--watchdog", "7s"],
+    ];
+    for args in refused {
+        let (_, result, bus) = ferrocat(args).await;
+        let e = result.expect_err("refused");
+        assert_eq!(e.exit, Exit::Usage, "{args:?}: {}", e.message);
+        assert!(bus.is_none(), "{args:?}: the bus is not opened");
+    }
 }
 
 #[tokio::test]

@@ -8,7 +8,6 @@ use ferrocat::ethercat::master::{BringUpOptions, DcOptions, Master, ScanOptions}
 use ferrocat::ethercat::registers;
 use ferrocat::ethercat::sii::bulk::read_images;
 use ferrocat::ethercat::sii::{Eeprom, EepromOptions};
-use ferrocat::ethercat::wire::{Address, Command, DatagramRepr};
 use master_support::*;
 
 /// Identity of each reference terminal (shared/testdata/README.md).
@@ -105,28 +104,12 @@ async fn distributed_clocks_agree_after_setup() {
     );
     // Read every system time in one frame: terminal k sees it `delay_k` after the
     // reference, so system time minus delay must agree across terminals.
-    let datagrams = dc
-        .iter()
-        .map(|t| {
-            DatagramRepr::new(
-                Command::Fprd,
-                Address::Station {
-                    station: t.station,
-                    register: registers::DC_SYSTEM_TIME,
-                },
-                vec![0; 8],
-            )
-        })
-        .collect();
-    let reply = t.exchange(datagrams).await.expect("system times");
-    let times: Vec<i128> = reply
+    let stations: Vec<u16> = dc.iter().map(|t| t.station).collect();
+    let times: Vec<i128> = system_times(&t, &stations)
+        .await
         .iter()
         .zip(&delays)
-        .map(|(d, delay)| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&d.data);
-            i128::from(u64::from_le_bytes(b)) - i128::from(*delay)
-        })
+        .map(|(&time, &delay)| i128::from(time) - i128::from(delay))
         .collect();
     for (t, v) in dc.iter().zip(&times) {
         println!(
@@ -204,21 +187,19 @@ async fn reference_bus_reaches_op_with_safe_outputs() {
 /// The SYNC unit of a simulated terminal: cyclic unit control (0x0980), activation
 /// (0x0981), SYNC0 cycle (0x09A0), SYNC1 cycle (0x09A4), start time (0x0990).
 fn sync_unit(esc: &ferrocat_sim::esc::Esc) -> (u8, u8, u32, u32, u64) {
-    let bytes = |a: u16, n: u16| -> u64 {
-        (0..n).fold(0, |v, i| v | u64::from(esc.peek(a + i)) << (8 * i))
-    };
     (
         esc.peek(registers::DC_CYCLIC_UNIT_CONTROL),
         esc.peek(registers::DC_ACTIVATION),
-        bytes(registers::DC_SYNC0_CYCLE, 4) as u32,
-        bytes(registers::DC_SYNC1_CYCLE, 4) as u32,
-        bytes(registers::DC_START_TIME, 8),
+        peek_le(esc, registers::DC_SYNC0_CYCLE, 4) as u32,
+        peek_le(esc, registers::DC_SYNC1_CYCLE, 4) as u32,
+        peek_le(esc, registers::DC_START_TIME, 8),
     )
 }
 
 /// Bring-up to SAFE-OP with a 1 ms bus cycle: every terminal whose SII lists DC modes
-/// gets the SYNC settings of its first mode that starts SYNC0, AssignActivate, SYNC1
-/// shift and all; the first pulses lie on one 1 ms grid.
+/// gets the SYNC settings of its chosen mode (the first that starts SYNC0, the EL3164
+/// its "DCIN" with SYNC0 100 µs ahead of the grid), AssignActivate, SYNC1 shift and
+/// all; the first pulses lie on one 1 ms grid, each moved by its mode's SYNC0 shift.
 #[tokio::test]
 async fn bring_up_configures_sync_signals_as_the_sii_dc_modes_say() {
     let (t, bus) = reference_transport(6);
@@ -229,45 +210,53 @@ async fn bring_up_configures_sync_signals_as_the_sii_dc_modes_say() {
         dc: Some(DcOptions {
             drift_frames: 200,
             sync_cycle: Some(std::time::Duration::from_millis(1)),
-            modes: Vec::new(),
+            modes: vec!["4=DCIN".parse().expect("selection")],
         }),
         ..BringUpOptions::default()
     });
     m.request_state(AlState::SafeOp, None)
         .await
         .expect("SAFE-OP with SYNC signals");
-    // EL3164 "DC": 0x0700, SYNC1 25 µs after SYNC0; EL4104 "DC": 0x0700, SYNC1 100 µs
-    // after; EL7041 "DC": 0x0300 (their first modes, "Synchron", start no SYNC0). The
-    // others have no DC modes and are left alone.
-    let want: [(u8, u8, u32, u32); 7] = [
-        (0, 0, 0, 0),
-        (0, 0, 0, 0),
-        (0, 0, 0, 0),
-        (0, 0, 0, 0),
-        (0x00, 0x07, 1_000_000, 25_000),
-        (0x00, 0x07, 1_000_000, 100_000),
-        (0x00, 0x03, 1_000_000, 0),
+    // EL3164 "DCIN": 0x0700, SYNC1 25 µs after SYNC0; EL4104 "DC": 0x0700, SYNC1 100 µs
+    // after; EL7041 "DC": 0x0300 (the first modes of the EL4104 and EL7041, "Synchron",
+    // start no SYNC0). The others have no DC modes and are left alone.
+    let want: [(u8, u8, u32, u32, Option<usize>); 7] = [
+        (0, 0, 0, 0, None),
+        (0, 0, 0, 0, None),
+        (0, 0, 0, 0, None),
+        (0, 0, 0, 0, None),
+        (0x00, 0x07, 1_000_000, 25_000, Some(2)),
+        (0x00, 0x07, 1_000_000, 100_000, Some(1)),
+        (0x00, 0x03, 1_000_000, 0, Some(1)),
     ];
     let seg = bus.segment();
-    let mut starts = Vec::new();
-    for (i, want) in want.iter().enumerate() {
-        let (cuc, act, c0, c1, start) = sync_unit(seg.terminal(i).expect("terminal"));
-        assert_eq!((cuc, act, c0, c1), *want, "SYNC unit of terminal {i}");
-        if act != 0 {
-            assert_eq!(start % 1_000_000, 0, "terminal {i} starts on the 1 ms grid");
-            starts.push(start);
+    let mut grid = Vec::new();
+    for (i, &(cuc, act, c0, c1, mode)) in want.iter().enumerate() {
+        let unit = sync_unit(seg.terminal(i).expect("terminal"));
+        assert_eq!(
+            (unit.0, unit.1, unit.2, unit.3),
+            (cuc, act, c0, c1),
+            "SYNC unit of terminal {i}"
+        );
+        let recorded = m.terminals()[i].dc_sync;
+        assert_eq!(
+            recorded.map(|s| (s.assign_activate, s.mode)),
+            mode.map(|mode| (u16::from(act) << 8 | u16::from(cuc), mode)),
+            "settings of terminal {i}"
+        );
+        if let Some(s) = recorded {
+            // The start minus the mode's SYNC0 shift is the common grid point.
+            grid.push(i128::from(unit.4) - i128::from(s.shift_ns));
         }
-        let recorded = m.terminals()[i]
-            .dc_sync
-            .map(|s| (s.assign_activate, s.mode));
-        let expected = (act != 0).then(|| (u16::from(act) << 8 | u16::from(cuc), 1));
-        assert_eq!(recorded, expected, "settings of terminal {i}");
     }
-    assert_eq!(starts.len(), 3);
+    let dcin = m.terminals()[4].dc_sync.expect("EL3164 SYNC");
+    assert_eq!(dcin.shift_ns, -100_000, "a mode with a shift is among them");
+    assert_eq!(grid.len(), 3);
     assert!(
-        starts.windows(2).all(|w| w[0] == w[1]),
-        "one grid: {starts:?}"
+        grid.iter().all(|g| g % 1_000_000 == 0),
+        "every start less its shift on the 1 ms grid: {grid:?}"
     );
+    assert!(grid.windows(2).all(|w| w[0] == w[1]), "one grid: {grid:?}");
     assert!(
         m.terminals()
             .iter()
@@ -276,8 +265,9 @@ async fn bring_up_configures_sync_signals_as_the_sii_dc_modes_say() {
 }
 
 /// A DC mode chosen by name: the EL2262's oversampling mode keeps the latch-unit bits of
-/// 0x0980 and the SYNC1 bit, divides the cycle by eight; a mode a terminal lacks is
-/// refused before any register is written.
+/// 0x0980 and the SYNC1 bit, divides the cycle by eight. A mode the later EL7041 lacks
+/// is refused before any register of any terminal is written: the EL2262 before it,
+/// whose own choice is fine, keeps its SYNC unit and offset untouched.
 #[tokio::test]
 async fn a_chosen_dc_mode_sets_every_assign_activate_bit_and_cycle() {
     let (t, bus) = sim_transport(&["ek1100", "el2262", "el7041"], 10);
@@ -288,15 +278,38 @@ async fn a_chosen_dc_mode_sets_every_assign_activate_bit_and_cycle() {
         .configure_dc(&DcOptions {
             drift_frames: 10,
             sync_cycle: Some(std::time::Duration::from_millis(1)),
-            modes: vec!["1=DcSync9".parse().expect("selection")],
+            modes: vec![
+                "1=DcSync2".parse().expect("selection"),
+                "2=DcSync2".parse().expect("selection"),
+            ],
         })
         .await
-        .expect_err("no such mode");
+        .expect_err("the EL7041 has no mode DcSync2");
     assert_eq!(
         err.to_string(),
-        "terminal 0x1002 has no DC mode \"DcSync9\" (its SII lists \"DcSync\" (#0), \"DcSync2\" (#1), \"DcSync_1\" (#2), \"DcSync2_1\" (#3))"
+        "terminal 0x1003 has no DC mode \"DcSync2\" (its SII lists \"Synchron\" (#0), \"DC\" (#1))"
     );
-    assert_eq!(sync_unit(bus.segment().terminal(2).expect("EL7041")).1, 0);
+    {
+        let seg = bus.segment();
+        for i in 0..3 {
+            let esc = seg.terminal(i).expect("terminal");
+            assert_eq!(
+                sync_unit(esc),
+                (0, 0, 0, 0, 0),
+                "SYNC unit of terminal {i} untouched"
+            );
+            assert_eq!(
+                peek_le(esc, registers::DC_SYSTEM_TIME_OFFSET, 8),
+                0,
+                "offset of terminal {i} untouched"
+            );
+            assert_eq!(
+                peek_le(esc, registers::DC_SYSTEM_TIME_DELAY, 4),
+                0,
+                "delay of terminal {i} untouched"
+            );
+        }
+    }
     m.configure_dc(&DcOptions {
         drift_frames: 10,
         sync_cycle: Some(std::time::Duration::from_millis(1)),
@@ -309,6 +322,147 @@ async fn a_chosen_dc_mode_sets_every_assign_activate_bit_and_cycle() {
     assert_eq!((cuc, act, c0, c1), (0x30, 0x07, 125_000, 875_000));
     let (cuc, act, c0, c1, _) = sync_unit(seg.terminal(2).expect("EL7041"));
     assert_eq!((cuc, act, c0, c1), (0x00, 0x03, 1_000_000, 0));
+    assert_ne!(
+        peek_le(
+            seg.terminal(1).expect("EL2262"),
+            registers::DC_SYSTEM_TIME_OFFSET,
+            8
+        ),
+        0,
+        "offsets written this time"
+    );
+}
+
+/// The reference terminals on a clock that moves `step_ns` with every frame the master
+/// sends (and only then), scanned.
+async fn stepped_master(
+    step_ns: u64,
+    pid: u32,
+) -> (
+    Master,
+    ferrocat::ethercat::transport::Transport,
+    ferrocat_sim::inproc::BusHandle,
+) {
+    let paths: Vec<String> = REFERENCE.iter().map(|n| eeprom(n)).collect();
+    let segment =
+        ferrocat_sim::segment::Segment::from_eeprom_files(&paths).expect("test EEPROMs load");
+    let (t, bus) = stepped_transport(segment, step_ns, pid);
+    let m = Master::scan(t.clone(), &ScanOptions::default())
+        .await
+        .expect("scan");
+    (m, t, bus)
+}
+
+/// SYNC with a 1 ms cycle on the stepped reference bus.
+fn sync_1ms() -> DcOptions {
+    DcOptions {
+        drift_frames: 10,
+        sync_cycle: Some(std::time::Duration::from_millis(1)),
+        modes: Vec::new(),
+    }
+}
+
+/// The system time of every terminal with SYNC signals (read in one frame) and the
+/// start time written to it (peeked, so as written).
+async fn starts_and_times(
+    m: &Master,
+    t: &ferrocat::ethercat::transport::Transport,
+    bus: &ferrocat_sim::inproc::BusHandle,
+) -> Vec<(u16, u64, u64)> {
+    let synced: Vec<(usize, u16)> = m
+        .terminals()
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.dc_sync.is_some())
+        .map(|(i, t)| (i, t.station))
+        .collect();
+    let stations: Vec<u16> = synced.iter().map(|&(_, station)| station).collect();
+    let times = system_times(t, &stations).await;
+    let seg = bus.segment();
+    synced
+        .iter()
+        .zip(times)
+        .map(|(&(i, station), time)| {
+            let esc = seg.terminal(i).expect("terminal");
+            (station, peek_le(esc, registers::DC_START_TIME, 8), time)
+        })
+        .collect()
+}
+
+/// On a bus where every frame takes 10 ms, the SYNC settings of all terminals still
+/// arrive before the first pulse: they go out together, not five frames per terminal
+/// one after the other (which took 150 ms here, past the 100 ms lead). A real ESC
+/// whose start time has passed waits for the 64-bit system time to wrap (the simulator
+/// fires on the grid anyway), so every start must still be ahead once configuration
+/// is done.
+#[tokio::test]
+async fn sync_starts_are_still_ahead_on_a_slow_bus() {
+    let (mut m, t, bus) = stepped_master(10_000_000, 15).await;
+    m.configure_dc(&sync_1ms()).await.expect("DC with SYNC");
+    let starts = starts_and_times(&m, &t, &bus).await;
+    assert_eq!(starts.len(), 3, "EL3164, EL4104, EL7041");
+    for (station, start, now) in starts {
+        println!("0x{station:04x}: start {start}, system time {now}");
+        assert!(
+            start > now,
+            "0x{station:04x}: start {start} passed at {now}"
+        );
+        assert_eq!(start % 1_000_000, 0, "on the 1 ms grid");
+    }
+}
+
+/// A bus so slow (150 ms a frame) that the 100 ms lead runs out before the writes
+/// arrive: the read-back sees it, and the start is placed again further ahead.
+#[tokio::test]
+async fn a_missed_sync_start_is_placed_again_further_ahead() {
+    let (mut m, t, bus) = stepped_master(150_000_000, 17).await;
+    m.configure_dc(&sync_1ms()).await.expect("DC with SYNC");
+    let starts = starts_and_times(&m, &t, &bus).await;
+    assert_eq!(starts.len(), 3);
+    for (station, start, now) in starts {
+        assert!(
+            start > now,
+            "0x{station:04x}: start {start} passed at {now}"
+        );
+        assert_eq!(start % 1_000_000, 0, "on the 1 ms grid");
+    }
+}
+
+/// A bus where a frame takes a second cannot be given a start ahead of its system time
+/// within the longest lead: a clear error naming the terminal, and the SYNC signals
+/// are switched off again.
+#[tokio::test]
+async fn a_bus_too_slow_for_any_sync_start_is_refused() {
+    let (mut m, _t, bus) = stepped_master(1_000_000_000, 19).await;
+    let e = m
+        .configure_dc(&sync_1ms())
+        .await
+        .expect_err("no start can be placed ahead");
+    let text = e.to_string();
+    assert!(
+        text.starts_with("terminal 0x1005: the first SYNC0 pulse at system time "),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(
+            "on attempt 1 with a lead of 100 ms; the bus takes too long to configure SYNC signals"
+        ),
+        "{text}"
+    );
+    assert!(matches!(
+        e,
+        ferrocat::ethercat::master::MasterError::SyncStart(_)
+    ));
+    let seg = bus.segment();
+    for i in 0..REFERENCE.len() {
+        let esc = seg.terminal(i).expect("terminal");
+        assert_eq!(
+            esc.peek(registers::DC_ACTIVATION),
+            0,
+            "terminal {i}: SYNC off"
+        );
+    }
+    assert!(m.terminals().iter().all(|t| t.dc_sync.is_none()));
 }
 
 /// Names of the spans opened while a future runs on this thread.
@@ -368,9 +522,7 @@ async fn bring_up_to_safeop_sets_up_dc_and_watchdogs() {
             let esc = seg.terminal(i).expect("terminal");
             let word = |a: u16| u16::from_le_bytes([esc.peek(a), esc.peek(a + 1)]);
             assert_eq!(word(registers::WATCHDOG_TIME_PROCESS_DATA), 500, "50 ms");
-            let offset = (0..8).fold(0u64, |v, k| {
-                v | u64::from(esc.peek(registers::DC_SYSTEM_TIME_OFFSET + k)) << (8 * k)
-            });
+            let offset = peek_le(esc, registers::DC_SYSTEM_TIME_OFFSET, 8);
             if offset != 0 {
                 with_offset += 1;
             }
@@ -517,14 +669,7 @@ async fn spread_after(drift_frames: usize, after_ns: u64, pid: u32) -> i128 {
             .expect("terminal")
             .set_drift_ppm(*ppm);
     }
-    let (link, bus) = stepped_link(segment, STEP_NS);
-    let t = ferrocat::ethercat::transport::Transport::spawn(
-        link,
-        ferrocat::ethercat::transport::TransportConfig {
-            identity: ferrocat::ethercat::transport::identity_for_pid(pid),
-            ..Default::default()
-        },
-    );
+    let (t, bus) = stepped_transport(segment, STEP_NS, pid);
     let mut m = Master::scan(t.clone(), &ScanOptions::default())
         .await
         .expect("scan");
@@ -541,31 +686,12 @@ async fn spread_after(drift_frames: usize, after_ns: u64, pid: u32) -> i128 {
         .filter_map(|t| Some((t.station, t.dc_delay_ns?)))
         .collect();
     assert_eq!(dc.len(), 6, "six terminals with a system time");
-    let reply = t
-        .exchange(
-            dc.iter()
-                .map(|&(station, _)| {
-                    DatagramRepr::new(
-                        Command::Fprd,
-                        Address::Station {
-                            station,
-                            register: registers::DC_SYSTEM_TIME,
-                        },
-                        vec![0; 8],
-                    )
-                })
-                .collect(),
-        )
+    let stations: Vec<u16> = dc.iter().map(|&(station, _)| station).collect();
+    let times: Vec<i128> = system_times(&t, &stations)
         .await
-        .expect("system times");
-    let times: Vec<i128> = reply
         .iter()
         .zip(&dc)
-        .map(|(d, &(_, delay))| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&d.data);
-            i128::from(u64::from_le_bytes(b)) - i128::from(delay)
-        })
+        .map(|(&time, &(_, delay))| i128::from(time) - i128::from(delay))
         .collect();
     println!("drift frames {drift_frames}: corrected system times {times:?}");
     times.iter().max().unwrap_or(&0) - times.iter().min().unwrap_or(&0)

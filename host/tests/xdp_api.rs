@@ -155,23 +155,8 @@ fn ferrocat(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn cli_shows_and_detaches_a_permanent_program() {
-    let _s = serial();
-    let pair = VethPair::new("xdp-cli");
-    let fs = BpffsMount::new("xdp-cli");
-    let dir = fs.path().join("maps");
-    let out = Command::new(xdp_support::example("xdp_permanent"))
-        .args(["attach", pair.host()])
-        .arg(&dir)
-        .output()
-        .expect("run xdp_permanent");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let prog = kxdp::attached_program(pair.host())
-        .expect("query")
-        .expect("attached after the process exited");
+    let p = permanent("xdp-cli");
+    let (pair, fs, dir, prog) = (&p.pair, &p.fs, &p.dir, p.prog);
 
     let out = ferrocat(&["xdp", "show", pair.host()]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -214,7 +199,7 @@ fn cli_shows_and_detaches_a_permanent_program() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("it is a bpffs mount"), "{err}");
     assert!(dir.join("globals").exists());
-    let out = ferrocat(&["xdp", "unpin", path_str(&dir)]);
+    let out = ferrocat(&["xdp", "unpin", path_str(dir)]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -226,7 +211,7 @@ fn cli_shows_and_detaches_a_permanent_program() {
         "{text}"
     );
     assert!(!dir.exists(), "the pin directory is left");
-    let out = ferrocat(&["xdp", "unpin", path_str(&dir)]);
+    let out = ferrocat(&["xdp", "unpin", path_str(dir)]);
     assert_eq!(out.status.code(), Some(66), "nothing there any more");
 
     // Nothing left to detach: exit 69 (EX_UNAVAILABLE) and a message.
@@ -243,6 +228,159 @@ fn cli_shows_and_detaches_a_permanent_program() {
     assert_eq!(out.status.code(), Some(66));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("interface fcnosuch0 does not exist"), "{err}");
+}
+
+/// The permanent example attached to a fresh veth pair by a process that has exited,
+/// its pins in `dir` on a private bpffs; holds the lock of the tests that attach.
+struct Permanent {
+    pair: VethPair,
+    fs: BpffsMount,
+    dir: std::path::PathBuf,
+    /// The id of the program left attached.
+    prog: u32,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+fn permanent(tag: &str) -> Permanent {
+    let serial = serial();
+    let pair = VethPair::new(tag);
+    let fs = BpffsMount::new(tag);
+    let dir = fs.path().join("maps");
+    let out = Command::new(xdp_support::example("xdp_permanent"))
+        .args(["attach", pair.host()])
+        .arg(&dir)
+        .output()
+        .expect("run xdp_permanent");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prog = kxdp::attached_program(pair.host())
+        .expect("query")
+        .expect("attached after the process exited");
+    Permanent {
+        pair,
+        fs,
+        dir,
+        prog,
+        _serial: serial,
+    }
+}
+
+/// `xdp detach` suggests `xdp unpin DIR` only for a directory that unpin takes: a
+/// directory holding a directory, and a bpffs mount itself, are named with the reason
+/// instead, their pins kept.
+#[test]
+fn detach_suggests_unpin_only_where_it_works() {
+    let p = permanent("xdp-kept");
+    let (pair, fs, dir, prog) = (&p.pair, &p.fs, &p.dir, p.prog);
+    std::fs::create_dir(dir.join("sub")).expect("a directory among the pins");
+    // The link pinned a second time, at the mount itself (next to `maps`).
+    let link = kxdp::XdpLink::open_pinned(&dir.join("link")).expect("the pinned link");
+    let fs_root = ferrocat::bpf::bpffs::Bpffs::at(fs.path()).expect("bpffs");
+    link.pin(&fs_root, "link2").expect("pin at the mount");
+    drop(link);
+
+    let out = ferrocat(&["xdp", "detach", pair.host()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for pin in [dir.join("link"), fs.path().join("link2")] {
+        assert!(
+            text.contains(&format!("removed the link's pin {}", pin.display())),
+            "{text}"
+        );
+        assert!(!pin.exists(), "{} left", pin.display());
+    }
+    assert!(
+        !text.contains("ferrocat xdp unpin "),
+        "no unpin to suggest:\n{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "kept the other pins in {} (not a pin directory for `ferrocat xdp unpin`: it holds the directory `sub`; remove them one by one)",
+            dir.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "kept the other pins in {} (not a pin directory for `ferrocat xdp unpin`: it is a bpffs mount, not a pin directory in one;",
+            fs.path().display()
+        )),
+        "{text}"
+    );
+    assert!(dir.join("globals").exists(), "the map pin is kept");
+    xdp_support::wait_unloaded(prog, "after `ferrocat xdp detach`");
+}
+
+/// Makes the mount at `path` read-only (`ro`) or writable again, this mount only.
+fn set_read_only(path: &std::path::Path, ro: bool) {
+    let c = std::ffi::CString::new(path_str(path)).expect("no NUL in the path");
+    let flags = libc::MS_REMOUNT | libc::MS_BIND | if ro { libc::MS_RDONLY } else { 0 };
+    // SAFETY: a NUL-terminated path; the other pointers may be null for a remount.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c.as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "remount {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// When the link's pin cannot be removed after the program was detached (here: the
+/// bpffs mount is read-only), `xdp detach` fails saying what it did and what is left:
+/// the program is detached, the pin stays and keeps the program loaded, and why.
+#[test]
+fn detach_reports_a_pin_it_could_not_remove() {
+    let p = permanent("xdp-ro");
+    let (pair, fs, dir, prog) = (&p.pair, &p.fs, &p.dir, p.prog);
+    set_read_only(fs.path(), true);
+    let out = ferrocat(&["xdp", "detach", pair.host()]);
+    set_read_only(fs.path(), false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(71), "{err}");
+    let link = dir.join("link");
+    assert!(
+        err.contains(&format!("XDP program id {prog} detached (link id ")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "but the link's pin {} was not removed: ",
+            link.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert!(
+        err.contains("while pinned, the link keeps the program loaded in the kernel"),
+        "{err}"
+    );
+    assert_eq!(kxdp::attached_program(pair.host()).expect("query"), None);
+    assert!(link.exists(), "the pin is left");
+    assert!(xdp_support::program_loaded(prog), "held by the pinned link");
+    // Once the mount is writable, unpin removes what is left and the program goes.
+    let out = ferrocat(&["xdp", "unpin", path_str(dir)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    xdp_support::wait_unloaded(prog, "after unpinning the pin detach left");
 }
 
 #[test]

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 ///
 /// Scans the bus (SII included), optionally sets up distributed clocks and requests a
 /// state (with the bring-up options of `states`), capturing every frame this process
-/// sends and every reply it receives.
+/// sends and every reply it receives. --watchdog and --no-dc need --state; --dc-cycle,
+/// --dc-mode and --dc-drift-frames need --state or --dc.
 /// (Frames bounced in the kernel by ferrocat's cyclic XDP programs never reach a
 /// socket; they are not in this capture.) To capture any other subcommand, pass the
 /// global `--capture FILE` option to it instead.
@@ -21,8 +22,21 @@ use std::path::PathBuf;
 ///   tshark -r up.pcapng -Y ecat
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Scans the bus (SII included), optionally sets up distributed clocks and requests a\nstate (with the bring-up options of `states`), capturing every frame this process\nsends and every reply it receives.\n(Frames bounced in the kernel by ferrocat's cyclic XDP programs never reach a\nsocket; they are not in this capture.) To capture any other subcommand, pass the\nglobal `--capture FILE` option to it instead.\n\nExamples:\n  ferrocat -i eth1 capture -o scan.pcapng                scan only\n  ferrocat -i eth1 capture -o up.pcapng --state PREOP --dc\n  tshark -r up.pcapng -Y ecat"
+    after_help = "Scans the bus (SII included), optionally sets up distributed clocks and requests a\nstate (with the bring-up options of `states`), capturing every frame this process\nsends and every reply it receives. --watchdog and --no-dc need --state; --dc-cycle,\n--dc-mode and --dc-drift-frames need --state or --dc.\n(Frames bounced in the kernel by ferrocat's cyclic XDP programs never reach a\nsocket; they are not in this capture.) To capture any other subcommand, pass the\nglobal `--capture FILE` option to it instead.\n\nExamples:\n  ferrocat -i eth1 capture -o scan.pcapng                scan only\n  ferrocat -i eth1 capture -o up.pcapng --state PREOP --dc\n  tshark -r up.pcapng -Y ecat"
 )]
+#[command(group(clap::ArgGroup::new("state_or_dc").args(["state", "dc"]).multiple(true)))]
+#[command(group(
+    clap::ArgGroup::new("bring_up_only")
+        .args(["watchdog", "no_dc"])
+        .multiple(true)
+        .requires("state")
+))]
+#[command(group(
+    clap::ArgGroup::new("dc_setup")
+        .args(["dc_cycle", "dc_mode", "dc_drift_frames"])
+        .multiple(true)
+        .requires("state_or_dc")
+))]
 pub struct Args {
     /// The pcapng file to write.
     #[arg(short = 'o', long, value_name = "FILE")]

@@ -454,6 +454,7 @@ impl From<MasterError> for CliError {
             MasterError::NoTerminals => Exit::Unavailable,
             MasterError::Transport { source, .. } => transport_exit(source),
             MasterError::Al(AlError::Timeout { .. }) => Exit::TempFail,
+            MasterError::Al(AlError::WatchdogTooLong(_)) => Exit::Config,
             MasterError::Al(AlError::Register(r)) | MasterError::Register(r) => register_exit(r),
             MasterError::Al(_) | MasterError::Topology(_) | MasterError::Changed(_) => {
                 Exit::Protocol
@@ -461,6 +462,7 @@ impl From<MasterError> for CliError {
             MasterError::Pdo(_) | MasterError::ProcessImage(_) => Exit::Protocol,
             MasterError::Hook { .. } => Exit::Software,
             MasterError::Sync(_) => Exit::Config,
+            MasterError::SyncStart(_) => Exit::TempFail,
             MasterError::BootNotOffered { .. } => Exit::Unavailable,
         };
         CliError::new(exit, e.to_string())

@@ -4,7 +4,7 @@
 use super::{CliError, Context, TerminalSelector};
 use crate::ethercat::al::{self, AlState};
 use crate::ethercat::dc::DcModeSelection;
-use crate::ethercat::master::{BringUpOptions, DcOptions};
+use crate::ethercat::master::{BringUpOptions, DEFAULT_WATCHDOG, DcOptions};
 use std::time::Duration;
 
 /// Request an AL state (INIT, PREOP, BOOT, SAFEOP, OP).
@@ -16,7 +16,8 @@ use std::time::Duration;
 /// On the way to SAFEOP (all terminals together) the process data, the SyncManager
 /// watchdogs and distributed clocks are set up; with --dc-cycle the SYNC0/SYNC1 signals
 /// of every terminal follow the DC mode its SII describes (the first mode that starts
-/// SYNC0 unless --dc-mode chooses another).
+/// SYNC0 unless --dc-mode chooses another). With -p/-s/-a only that terminal changes
+/// state and nothing is set up, so the bring-up options are refused with them.
 ///
 /// Examples:
 ///   ferrocat -i eth1 states PREOP           all terminals to PRE-OP
@@ -27,8 +28,14 @@ use std::time::Duration;
 ///   ferrocat -i eth1 states BOOT -s 0x1002  firmware update mode (via INIT)
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Terminals are walked through the allowed transitions one at a time (INIT → PREOP →\nSAFEOP → OP; down in one step; BOOT only through INIT), each with the ESI default\ntimeout. A refusal prints the terminal's AL status code and its meaning.\n\nOn the way to SAFEOP (all terminals together) the process data, the SyncManager\nwatchdogs and distributed clocks are set up; with --dc-cycle the SYNC0/SYNC1 signals\nof every terminal follow the DC mode its SII describes (the first mode that starts\nSYNC0 unless --dc-mode chooses another).\n\nExamples:\n  ferrocat -i eth1 states PREOP           all terminals to PRE-OP\n  ferrocat -i eth1 states OP --dc-cycle 1ms   OP with SYNC signals every millisecond\n  ferrocat -i eth1 states OP --dc-cycle 1ms --dc-mode 3=DcSync2   terminal 3 oversamples\n  ferrocat -i eth1 states OP --no-dc --watchdog 0   no DC, watchdogs off\n  ferrocat -i eth1 states -p 3 INIT       only the terminal at position 3\n  ferrocat -i eth1 states BOOT -s 0x1002  firmware update mode (via INIT)"
+    after_help = "Terminals are walked through the allowed transitions one at a time (INIT → PREOP →\nSAFEOP → OP; down in one step; BOOT only through INIT), each with the ESI default\ntimeout. A refusal prints the terminal's AL status code and its meaning.\n\nOn the way to SAFEOP (all terminals together) the process data, the SyncManager\nwatchdogs and distributed clocks are set up; with --dc-cycle the SYNC0/SYNC1 signals\nof every terminal follow the DC mode its SII describes (the first mode that starts\nSYNC0 unless --dc-mode chooses another). With -p/-s/-a only that terminal changes\nstate and nothing is set up, so the bring-up options are refused with them.\n\nExamples:\n  ferrocat -i eth1 states PREOP           all terminals to PRE-OP\n  ferrocat -i eth1 states OP --dc-cycle 1ms   OP with SYNC signals every millisecond\n  ferrocat -i eth1 states OP --dc-cycle 1ms --dc-mode 3=DcSync2   terminal 3 oversamples\n  ferrocat -i eth1 states OP --no-dc --watchdog 0   no DC, watchdogs off\n  ferrocat -i eth1 states -p 3 INIT       only the terminal at position 3\n  ferrocat -i eth1 states BOOT -s 0x1002  firmware update mode (via INIT)"
 )]
+#[command(group(
+    clap::ArgGroup::new("one_terminal")
+        .args(["position", "station", "alias"])
+        .multiple(true)
+        .conflicts_with("BringUpArgs")
+))]
 pub struct Args {
     /// Which terminal (default: all).
     #[command(flatten)]
@@ -45,7 +52,7 @@ pub struct Args {
 #[derive(Debug, Clone, clap::Args)]
 pub struct BringUpArgs {
     /// Do not set up distributed clocks on the way to SAFEOP.
-    #[arg(long, conflicts_with_all = ["dc_cycle", "dc_mode"])]
+    #[arg(long, conflicts_with_all = ["dc_cycle", "dc_mode", "dc_drift_frames"])]
     pub no_dc: bool,
     /// Bus cycle for the SYNC signals (e.g. 1ms, 250us, 1000000 = ns): configures SYNC0
     /// (and SYNC1) of every terminal whose SII lists DC modes.
@@ -53,16 +60,16 @@ pub struct BringUpArgs {
     pub dc_cycle: Option<Duration>,
     /// DC mode of the terminals: MODE (every terminal that has it) or POS=MODE; MODE is
     /// a name from the SII (see `ferrocat sii`), its number (0 = first), auto or off.
-    /// May be repeated; needs --dc-cycle.
+    /// May be repeated; POS=MODE wins over MODE; needs --dc-cycle.
     #[arg(long, value_name = "[POS=]MODE", requires = "dc_cycle")]
     pub dc_mode: Vec<DcModeSelection>,
     /// Frames of static drift compensation.
     #[arg(long, value_name = "N", default_value_t = DcOptions::default().drift_frames)]
     pub dc_drift_frames: usize,
     /// SyncManager watchdog of every terminal, written on the way to SAFEOP (e.g. 100ms,
-    /// 0 = off; a bare number is milliseconds).
-    #[arg(long, value_name = "TIME", value_parser = parse_ms, default_value = "100ms")]
-    pub watchdog: Duration,
+    /// 0 = off, at most 6.5535s; a bare number is milliseconds).
+    #[arg(long, value_name = "TIME", value_parser = parse_watchdog, default_value_t = WatchdogTime(DEFAULT_WATCHDOG))]
+    pub watchdog: WatchdogTime,
 }
 
 impl BringUpArgs {
@@ -79,7 +86,23 @@ impl BringUpArgs {
     pub fn options(&self) -> BringUpOptions {
         BringUpOptions {
             dc: self.dc(),
-            watchdog: Some(self.watchdog),
+            watchdog: Some(self.watchdog.0),
+        }
+    }
+}
+
+/// A SyncManager watchdog time as the command line writes it (`100ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchdogTime(pub Duration);
+
+impl std::fmt::Display for WatchdogTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ns = self.0.as_nanos();
+        match ns {
+            0 => f.write_str("0"),
+            n if n % 1_000_000 == 0 => write!(f, "{}ms", n / 1_000_000),
+            n if n % 1_000 == 0 => write!(f, "{}us", n / 1_000),
+            n => write!(f, "{n}ns"),
         }
     }
 }
@@ -119,6 +142,13 @@ fn parse_ns(s: &str) -> Result<Duration, String> {
 
 fn parse_ms(s: &str) -> Result<Duration, String> {
     parse_duration(s, 1_000_000)
+}
+
+/// A watchdog time (a bare number is milliseconds) that its register holds.
+fn parse_watchdog(s: &str) -> Result<WatchdogTime, String> {
+    let time = parse_ms(s)?;
+    al::watchdog_registers(time).map_err(|e| e.to_string())?;
+    Ok(WatchdogTime(time))
 }
 
 /// Run `ferrocat states`.
@@ -184,5 +214,26 @@ mod tests {
         assert!(parse_ns("0").is_err());
         assert!(parse_ns("1h").is_err());
         assert!(parse_ns("ms").is_err());
+    }
+
+    #[test]
+    fn watchdogs_longer_than_the_register_are_refused() {
+        assert_eq!(
+            parse_watchdog("6553500us"),
+            Ok(WatchdogTime(al::MAX_WATCHDOG))
+        );
+        assert_eq!(
+            parse_watchdog("7s"),
+            Err("a SyncManager watchdog of 7s is longer than the registers hold: at most 6.5535s (65535 units of 100 µs)".into())
+        );
+        // The default shown in --help is the library's and reads back as it.
+        let shown = WatchdogTime(DEFAULT_WATCHDOG).to_string();
+        assert_eq!(shown, "100ms");
+        assert_eq!(parse_watchdog(&shown), Ok(WatchdogTime(DEFAULT_WATCHDOG)));
+        assert_eq!(
+            WatchdogTime(Duration::from_micros(250)).to_string(),
+            "250us"
+        );
+        assert_eq!(WatchdogTime(Duration::ZERO).to_string(), "0");
     }
 }

@@ -31,7 +31,9 @@ pub enum Action {
     },
     /// Detach the XDP link on IFACE, even if it is pinned, and remove the link's pins
     /// on every mounted bpffs (a pinned link keeps its program loaded). Pins of maps
-    /// stay; `ferrocat xdp unpin DIR` removes them.
+    /// stay; `ferrocat xdp unpin DIR` removes them where DIR is a pin directory. If a
+    /// pin of the link cannot be removed, the error says the program was detached and
+    /// which pins are left, and why.
     Detach {
         /// The interface.
         iface: String,
@@ -56,16 +58,21 @@ fn cli_error(e: XdpError) -> CliError {
     CliError::new(exit_of(&e), e.to_string())
 }
 
-fn xdp_error(e: Error) -> CliError {
-    let exit = match &e {
+fn xdp_exit(e: &Error) -> Exit {
+    match e {
         Error::Xdp(x) => exit_of(x),
         Error::Bpffs(BpffsError::NotFound { .. }) => Exit::NoInput,
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Exit::NoInput,
         Error::Bpffs(BpffsError::Permission { .. }) => Exit::NoPerm,
         Error::Bpffs(BpffsError::NotBpffs { .. }) | Error::NotPinDir { .. } => Exit::Usage,
+        // Detached, but the pins are left: the exit of what stopped their removal.
+        Error::PinsLeft { source, .. } => xdp_exit(source),
         _ => Exit::OsErr,
-    };
-    CliError::new(exit, e.to_string())
+    }
+}
+
+fn xdp_error(e: Error) -> CliError {
+    CliError::new(xdp_exit(&e), e.to_string())
 }
 
 /// Runs `ferrocat xdp`.
@@ -116,6 +123,9 @@ pub async fn run(args: Args, ctx: &mut Context) -> Result<(), CliError> {
                     "link_id": d.link_id,
                     "unpinned": d.unpinned,
                     "kept": d.kept,
+                    "kept_elsewhere": d.kept_elsewhere.iter().map(|(dir, why)| {
+                        serde_json::json!({ "dir": dir, "why": why })
+                    }).collect::<Vec<_>>(),
                 });
                 writeln!(ctx.out(), "{v}")?;
                 return Ok(());
@@ -133,6 +143,13 @@ pub async fn run(args: Args, ctx: &mut Context) -> Result<(), CliError> {
                 writeln!(
                     ctx.out(),
                     "kept the other pins in {0} (`ferrocat xdp unpin {0}` removes them)",
+                    dir.display()
+                )?;
+            }
+            for (dir, why) in &d.kept_elsewhere {
+                writeln!(
+                    ctx.out(),
+                    "kept the other pins in {} (not a pin directory for `ferrocat xdp unpin`: {why}; remove them one by one)",
                     dir.display()
                 )?;
             }

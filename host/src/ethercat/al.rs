@@ -247,6 +247,9 @@ pub enum AlError {
     /// A register access failed.
     #[error(transparent)]
     Register(#[from] RegisterError),
+    /// The watchdog asked for does not fit its register.
+    #[error(transparent)]
+    WatchdogTooLong(#[from] WatchdogTooLong),
 }
 
 /// How often AL status is polled while waiting.
@@ -376,28 +379,51 @@ pub async fn transition<S: StationIo>(
     Ok(())
 }
 
+/// The watchdog divider ferrocat writes: units of (2498 + 2) × 40 ns = 100 µs
+/// (ETG.1000.4 table 44; the ETG.2000 ESI default).
+pub const WATCHDOG_DIVIDER_100US: u16 = 2498;
+
+/// The longest process-data watchdog in [`WATCHDOG_DIVIDER_100US`] units: 65535 × 100 µs.
+pub const MAX_WATCHDOG: Duration = Duration::from_nanos(
+    u16::MAX as u64 * (WATCHDOG_DIVIDER_100US as u64 + 2) * registers::WATCHDOG_BASE_NS,
+);
+
+/// A process-data watchdog longer than its 16-bit register holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a SyncManager watchdog of {time:?} is longer than the registers hold: at most {MAX_WATCHDOG:?} (65535 units of 100 µs)"
+)]
+pub struct WatchdogTooLong {
+    /// The time asked for.
+    pub time: Duration,
+}
+
 /// Register values for a process-data watchdog of `time`: (divider, watchdog time).
-/// The watchdog unit is (divider + 2) × 40 ns (ETG.1000.4 table 44); the default divider
-/// 2498 gives 100 µs units. Times beyond the range saturate.
-pub fn watchdog_registers(time: Duration) -> (u16, u16) {
-    const DIVIDER: u16 = 2498;
-    let unit_ns = (u64::from(DIVIDER) + 2) * registers::WATCHDOG_BASE_NS;
-    let units = (time.as_nanos() as u64).div_ceil(unit_ns);
-    (DIVIDER, units.min(u64::from(u16::MAX)) as u16)
+/// The watchdog unit is (divider + 2) × 40 ns (ETG.1000.4 table 44); the divider
+/// [`WATCHDOG_DIVIDER_100US`] gives 100 µs units, a time between them is rounded up. Times
+/// beyond [`MAX_WATCHDOG`] are refused (the divider also scales the PDI watchdog, so
+/// it is not changed to reach further).
+pub fn watchdog_registers(time: Duration) -> Result<(u16, u16), WatchdogTooLong> {
+    let unit_ns = (u64::from(WATCHDOG_DIVIDER_100US) + 2) * registers::WATCHDOG_BASE_NS;
+    let units = time.as_nanos().div_ceil(u128::from(unit_ns));
+    let units = u16::try_from(units).map_err(|_| WatchdogTooLong { time })?;
+    Ok((WATCHDOG_DIVIDER_100US, units))
 }
 
 /// Configure the process-data (SyncManager) watchdog of terminal `station` to `time`;
-/// `Duration::ZERO` disables it.
+/// `Duration::ZERO` disables it. A time beyond [`MAX_WATCHDOG`] is refused before
+/// anything is written.
 pub async fn configure_watchdog<S: StationIo>(
     io: &S,
     station: u16,
     time: Duration,
-) -> Result<(), RegisterError> {
-    let (divider, units) = watchdog_registers(time);
+) -> Result<(), AlError> {
+    let (divider, units) = watchdog_registers(time)?;
     io.write_u16(station, registers::WATCHDOG_DIVIDER, divider)
         .await?;
     io.write_u16(station, registers::WATCHDOG_TIME_PROCESS_DATA, units)
-        .await
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -511,9 +537,25 @@ mod tests {
 
     #[test]
     fn watchdog_units_are_100us() {
-        assert_eq!(watchdog_registers(Duration::from_millis(100)), (2498, 1000));
-        assert_eq!(watchdog_registers(Duration::ZERO), (2498, 0));
-        assert_eq!(watchdog_registers(Duration::from_secs(100)).1, u16::MAX);
+        assert_eq!(
+            watchdog_registers(Duration::from_millis(100)),
+            Ok((2498, 1000))
+        );
+        assert_eq!(watchdog_registers(Duration::ZERO), Ok((2498, 0)));
+        assert_eq!(
+            watchdog_registers(Duration::from_micros(150)),
+            Ok((2498, 2)),
+            "rounded up"
+        );
+        // 6.5535 s is the most the register holds; beyond it is refused, not capped.
+        assert_eq!(MAX_WATCHDOG, Duration::from_micros(6_553_500));
+        assert_eq!(watchdog_registers(MAX_WATCHDOG), Ok((2498, u16::MAX)));
+        let e = watchdog_registers(MAX_WATCHDOG + Duration::from_nanos(1)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a SyncManager watchdog of 6.553500001s is longer than the registers hold: at most 6.5535s (65535 units of 100 µs)"
+        );
+        assert!(watchdog_registers(Duration::from_secs(100)).is_err());
     }
 
     #[test]

@@ -11,7 +11,6 @@ use super::sii::SiiImage;
 use super::topology::{Attachment, FORWARDING_ORDER, Ports};
 use super::transport::{Transport, TransportError};
 use super::wire::{Address, Command, DatagramRepr};
-use serde::Serialize;
 use std::time::SystemTime;
 
 /// Seconds from the Unix epoch to the EtherCAT epoch, 2000-01-01 00:00:00 UTC
@@ -202,10 +201,24 @@ pub async fn compensate_drift(
     Ok(())
 }
 
-/// Lead time from reading the reference clock to the first SYNC pulse: enough for the
-/// register writes of every terminal to arrive before it (a start time in the past would
-/// only fire after the 64-bit system time wraps).
+/// Lead time from reading the reference clock to the first SYNC pulse: far more than the
+/// two round trips that write the SYNC settings of every terminal and read them back
+/// (a start time in the past would only fire after the 64-bit system time wraps).
 pub const SYNC_START_LEAD_NS: u64 = 100_000_000;
+
+/// How often the SYNC start is placed before giving up, each time further ahead.
+pub const SYNC_START_ATTEMPTS: usize = 4;
+
+/// The longest lead tried for the SYNC start: a bus that needs more to take two frames
+/// is not fit for SYNC signals.
+pub const SYNC_START_LEAD_MAX_NS: u64 = 2_000_000_000;
+
+/// The lead of the next attempt after one with `lead` missed its start: twice as much,
+/// and at least twice the bus time `took` from reading the reference clock to reading
+/// the start back.
+pub fn next_sync_lead(lead: u64, took: u64) -> u64 {
+    lead.saturating_mul(2).max(took.saturating_mul(2))
+}
 
 /// Activation bits (register 0x0981, the high byte of AssignActivate) a DC mode needs to
 /// produce SYNC0 pulses: cyclic operation and SYNC0 (ETG.1000.4 table 71).
@@ -292,7 +305,7 @@ impl std::str::FromStr for DcModeSelection {
 
 /// The SYNC signal settings of one terminal (ESC registers 0x0980..0x09A7), from one of
 /// its SII DC modes and the bus cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncSettings {
     /// The mode's place in the SII DC category.
     pub mode: usize,
@@ -328,11 +341,21 @@ pub enum SyncError {
         /// What was asked for.
         choice: DcModeChoice,
     },
-    /// A choice for a position where there is no terminal with DC modes.
-    #[error("no terminal with DC modes at position {position}")]
+    /// A choice for a position where there is no terminal that could follow it.
+    #[error("no terminal with a DC system time and DC modes in its SII at position {position}")]
     NoTerminal {
         /// The position.
         position: u16,
+    },
+    /// Two different choices for one position.
+    #[error("two DC modes for the terminal at position {position}: {first} and {second}")]
+    Conflicting {
+        /// The position.
+        position: u16,
+        /// The first choice.
+        first: DcModeChoice,
+        /// The other.
+        second: DcModeChoice,
     },
     /// The mode divides the bus cycle into a fraction of a nanosecond.
     #[error(
@@ -499,6 +522,8 @@ pub fn sync_settings(
 /// One terminal whose SYNC signals are to be configured.
 #[derive(Debug, Clone, Copy)]
 pub struct SyncCandidate<'a> {
+    /// Its index in the master's list of terminals.
+    pub index: usize,
     /// Bus position.
     pub position: u16,
     /// Station address.
@@ -507,60 +532,100 @@ pub struct SyncCandidate<'a> {
     pub sii: &'a SiiImage,
 }
 
+/// The SYNC settings planned for one terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedSync {
+    /// Its index in the master's list of terminals (as in its [`SyncCandidate`]).
+    pub index: usize,
+    /// Station address.
+    pub station: u16,
+    /// The settings; `None`: SYNC off.
+    pub settings: Option<SyncSettings>,
+}
+
 /// The SYNC settings of every candidate for a bus cycle of `cycle_ns`, following
-/// `selections` (a later selection overrides an earlier one for the terminals it
-/// concerns; terminals no selection concerns, and terminals lacking the mode a selection
-/// for all names, use [`DcModeChoice::Auto`]). `None`: SYNC off. Checked as a whole
-/// before anything is written.
+/// `selections`, checked as a whole before anything is written:
+///
+/// - a selection for a position decides for the terminal there, whatever its place
+///   among the selections; it must name a mode that terminal has, there must be a
+///   candidate at the position, and two selections for one position that pick
+///   different modes are refused;
+/// - a terminal without a selection of its own follows the last selection for all
+///   whose mode it has (`auto` and `off` every terminal has), else
+///   [`DcModeChoice::Auto`]; a named or numbered mode for all must exist on at least
+///   one candidate.
+///
+/// `None` settings: SYNC off.
 pub fn plan_sync(
     candidates: &[SyncCandidate<'_>],
     selections: &[DcModeSelection],
     cycle_ns: u64,
-) -> Result<Vec<(u16, Option<SyncSettings>)>, SyncError> {
+) -> Result<Vec<PlannedSync>, SyncError> {
+    if cycle_ns == 0 {
+        return Err(SyncError::ZeroCycle);
+    }
+    // The mode each position-specific selection picks, with the selection.
+    let mut by_position: std::collections::BTreeMap<u16, (Option<usize>, &DcModeChoice)> =
+        std::collections::BTreeMap::new();
     for s in selections {
-        if let Some(position) = s.position {
-            if !candidates.iter().any(|c| c.position == position) {
-                return Err(SyncError::NoTerminal { position });
+        let Some(position) = s.position else { continue };
+        let Some(c) = candidates.iter().find(|c| c.position == position) else {
+            return Err(SyncError::NoTerminal { position });
+        };
+        let mode = choose_mode(c.station, c.sii, &s.choice)?;
+        match by_position.insert(position, (mode, &s.choice)) {
+            Some((first_mode, first)) if first_mode != mode => {
+                return Err(SyncError::Conflicting {
+                    position,
+                    first: first.clone(),
+                    second: s.choice.clone(),
+                });
             }
+            _ => {}
         }
     }
-    let mut used = vec![false; selections.len()];
-    let mut plan = Vec::with_capacity(candidates.len());
-    for c in candidates {
-        let mut chosen = None;
-        for (k, s) in selections.iter().enumerate().rev() {
-            match s.position {
-                Some(p) if p == c.position => {
-                    chosen = Some(choose_mode(c.station, c.sii, &s.choice)?);
-                    used[k] = true;
-                    break;
-                }
-                None => {
-                    if let Ok(mode) = choose_mode(c.station, c.sii, &s.choice) {
-                        chosen = Some(mode);
-                        used[k] = true;
-                        break;
-                    }
-                }
-                Some(_) => {}
-            }
+    let for_all: Vec<&DcModeChoice> = selections
+        .iter()
+        .filter(|s| s.position.is_none())
+        .map(|s| &s.choice)
+        .collect();
+    for choice in &for_all {
+        let named = !matches!(choice, DcModeChoice::Auto | DcModeChoice::Off);
+        if named
+            && !candidates
+                .iter()
+                .any(|c| choose_mode(c.station, c.sii, choice).is_ok())
+        {
+            return Err(SyncError::UnusedChoice {
+                choice: (*choice).clone(),
+            });
         }
-        let mode = match chosen {
-            Some(m) => m,
-            None => choose_mode(c.station, c.sii, &DcModeChoice::Auto)?,
-        };
-        let settings = match mode {
-            Some(i) => sync_settings(c.station, c.sii, i, cycle_ns)?,
-            None => None,
-        };
-        plan.push((c.station, settings));
     }
-    if let Some(k) = used.iter().position(|u| !u) {
-        return Err(SyncError::UnusedChoice {
-            choice: selections[k].choice.clone(),
-        });
-    }
-    Ok(plan)
+    candidates
+        .iter()
+        .map(|c| {
+            let mode = match by_position.get(&c.position) {
+                Some(&(mode, _)) => mode,
+                None => match for_all
+                    .iter()
+                    .rev()
+                    .find_map(|choice| choose_mode(c.station, c.sii, choice).ok())
+                {
+                    Some(mode) => mode,
+                    None => choose_mode(c.station, c.sii, &DcModeChoice::Auto)?,
+                },
+            };
+            let settings = match mode {
+                Some(i) => sync_settings(c.station, c.sii, i, cycle_ns)?,
+                None => None,
+            };
+            Ok(PlannedSync {
+                index: c.index,
+                station: c.station,
+                settings,
+            })
+        })
+        .collect()
 }
 
 /// The first SYNC pulse of a terminal: the shared start `grid_start` (a multiple of the
@@ -579,42 +644,96 @@ pub fn sync_grid_start(reference_now: u64, cycle_ns: u64, lead_ns: u64) -> u64 {
         .saturating_mul(cycle)
 }
 
-/// Switch the SYNC signals of terminal `station` off: 0x0980..0x0981 = 0.
-pub async fn deactivate_sync(transport: &Transport, station: u16) -> Result<(), TransportError> {
-    transport
-        .fpwr(station, registers::DC_CYCLIC_UNIT_CONTROL, &[0, 0])
-        .await
+fn write(station: u16, register: u16, data: Vec<u8>) -> DatagramRepr {
+    DatagramRepr::new(Command::Fpwr, Address::Station { station, register }, data)
 }
 
-/// Configure the SYNC signals of terminal `station` (ETG.1000.4 tables 70–77): switch
-/// them off, write the SYNC0 and SYNC1 cycle times (0x09A0, 0x09A4) and the start time
-/// `start` (system time of the first pulse, 0x0990), then AssignActivate to
-/// 0x0980..0x0981, which starts cyclic operation.
+fn read(station: u16, register: u16, len: usize) -> DatagramRepr {
+    DatagramRepr::new(
+        Command::Fprd,
+        Address::Station { station, register },
+        vec![0; len],
+    )
+}
+
+/// The writes that set the SYNC signals of terminal `station` (ETG.1000.4 tables
+/// 70–77), in the order the ESC must see them, to go in one frame
+/// ([`Transport::batch_groups`]): switch them off (0x0980..0x0981 = 0); then, for
+/// `Some((settings, start))`, the SYNC0 and SYNC1 cycle times (0x09A0, 0x09A4), the
+/// start time `start` (system time of the first pulse, 0x0990) and AssignActivate to
+/// 0x0980..0x0981 last, which starts cyclic operation.
 ///
 /// The pulse length (0x0982) is not the master's to set: the ESC loads it from SII word
 /// 0x0002 and EtherCAT can only read it.
-pub async fn configure_sync(
-    transport: &Transport,
-    station: u16,
-    settings: &SyncSettings,
-    start: u64,
-) -> Result<(), TransportError> {
-    deactivate_sync(transport, station).await?;
-    let mut cycles = settings.sync0_cycle_ns.to_le_bytes().to_vec();
-    cycles.extend_from_slice(&settings.sync1_cycle_ns.to_le_bytes());
-    transport
-        .fpwr(station, registers::DC_SYNC0_CYCLE, &cycles)
-        .await?;
-    transport
-        .fpwr(station, registers::DC_START_TIME, &start.to_le_bytes())
-        .await?;
-    transport
-        .fpwr(
+pub fn sync_writes(station: u16, sync: Option<(&SyncSettings, u64)>) -> Vec<DatagramRepr> {
+    let mut writes = vec![write(
+        station,
+        registers::DC_CYCLIC_UNIT_CONTROL,
+        vec![0, 0],
+    )];
+    if let Some((settings, start)) = sync {
+        let mut cycles = settings.sync0_cycle_ns.to_le_bytes().to_vec();
+        cycles.extend_from_slice(&settings.sync1_cycle_ns.to_le_bytes());
+        writes.push(write(station, registers::DC_SYNC0_CYCLE, cycles));
+        writes.push(write(
+            station,
+            registers::DC_START_TIME,
+            start.to_le_bytes().to_vec(),
+        ));
+        writes.push(write(
             station,
             registers::DC_CYCLIC_UNIT_CONTROL,
-            &settings.assign_activate.to_le_bytes(),
-        )
-        .await
+            settings.assign_activate.to_le_bytes().to_vec(),
+        ));
+    }
+    writes
+}
+
+/// The reads that check a SYNC start of terminal `station`, for one frame: its system
+/// time (0x0910) and its next SYNC0 pulse (0x0990, which reads the start time until the
+/// first pulse).
+pub fn start_check_reads(station: u16) -> Vec<DatagramRepr> {
+    vec![
+        read(station, registers::DC_SYSTEM_TIME, 8),
+        read(station, registers::DC_START_TIME, 8),
+    ]
+}
+
+/// Whether the start time `start` written to a terminal is still to come, from what
+/// [`start_check_reads`] read after activation: its system time is before `start` and
+/// 0x0990 still holds `start`. Otherwise the activation may have come after the start
+/// (an ESC then waits for the 64-bit system time to wrap), and the start is placed again.
+pub fn start_ahead(start: u64, system_time: u64, next_pulse: u64) -> bool {
+    system_time < start && next_pulse == start
+}
+
+/// A little-endian u64 from up to eight bytes (a register as a datagram read it).
+pub fn le_u64(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = bytes.len().min(8);
+    b[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(b)
+}
+
+/// The SYNC start could not be placed ahead of a terminal's system time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "terminal 0x{station:04x}: the first SYNC0 pulse at system time {start} ns was not ahead of its system time {system_time} ns when read back (0x0990 read {next_pulse}) on attempt {attempts} with a lead of {} ms; the bus takes too long to configure SYNC signals",
+    .lead_ns / 1_000_000
+)]
+pub struct StartMissed {
+    /// The terminal.
+    pub station: u16,
+    /// The start time written.
+    pub start: u64,
+    /// Its system time when read back.
+    pub system_time: u64,
+    /// What 0x0990 read.
+    pub next_pulse: u64,
+    /// Attempts made (this was the last).
+    pub attempts: usize,
+    /// The lead of that attempt.
+    pub lead_ns: u64,
 }
 
 /// The order in which frames leave a terminal, re-exported for documentation.
@@ -733,17 +852,25 @@ mod tests {
         assert!(choose_mode(0x1007, &el7041, &DcModeChoice::Index(2)).is_err());
     }
 
+    fn selections(s: &[&str]) -> Vec<DcModeSelection> {
+        s.iter()
+            .map(|s| s.parse().expect("selection parses"))
+            .collect()
+    }
+
     #[test]
     fn selections_apply_by_position_then_for_all() {
         let el7041 = image("el7041.bin");
         let el2262 = image("el2262.bin");
         let c = [
             SyncCandidate {
+                index: 3,
                 position: 3,
                 station: 0x1004,
                 sii: &el2262,
             },
             SyncCandidate {
+                index: 6,
                 position: 6,
                 station: 0x1007,
                 sii: &el7041,
@@ -751,23 +878,31 @@ mod tests {
         ];
         // Nothing chosen: both in their first SYNC0 mode.
         let plan = plan_sync(&c, &[], MS).unwrap();
-        assert_eq!(plan[0].1.map(|s| s.mode), Some(0));
-        assert_eq!(plan[1].1.map(|s| s.mode), Some(1));
+        assert_eq!(plan[0].settings.map(|s| s.mode), Some(0));
+        assert_eq!(plan[1].settings.map(|s| s.mode), Some(1));
+        assert_eq!((plan[0].index, plan[1].index), (3, 6));
         // A name for all applies where it exists; a position overrides.
-        let sel: Vec<DcModeSelection> = ["DcSync2", "6=off"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        let plan = plan_sync(&c, &sel, MS).unwrap();
-        assert_eq!(plan[0].1.map(|s| s.sync0_cycle_ns), Some(125_000));
-        assert_eq!(plan[1], (0x1007, None));
+        let plan = plan_sync(&c, &selections(&["DcSync2", "6=off"]), MS).unwrap();
+        assert_eq!(plan[0].settings.map(|s| s.sync0_cycle_ns), Some(125_000));
+        assert_eq!(
+            plan[1],
+            PlannedSync {
+                index: 6,
+                station: 0x1007,
+                settings: None
+            }
+        );
         // A name no terminal has, or a position without DC modes, is an error.
-        let e = plan_sync(&c, &["DcSync9".parse().unwrap()], MS).unwrap_err();
+        let e = plan_sync(&c, &selections(&["DcSync9"]), MS).unwrap_err();
         assert_eq!(e.to_string(), "no terminal has a DC mode \"DcSync9\"");
-        let e = plan_sync(&c, &["2=auto".parse().unwrap()], MS).unwrap_err();
+        let e = plan_sync(&c, &selections(&["2=auto"]), MS).unwrap_err();
         assert_eq!(e, SyncError::NoTerminal { position: 2 });
+        assert_eq!(
+            e.to_string(),
+            "no terminal with a DC system time and DC modes in its SII at position 2"
+        );
         // A name given for one position must exist there.
-        let e = plan_sync(&c, &["6=DcSync2".parse().unwrap()], MS).unwrap_err();
+        let e = plan_sync(&c, &selections(&["6=DcSync2"]), MS).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -778,6 +913,115 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    /// A selection for a position wins over one for all, before or after it.
+    #[test]
+    fn a_position_wins_over_all_in_any_order() {
+        let el3164 = image("el3164.bin");
+        let el4104 = image("el4104.bin");
+        let c = [
+            SyncCandidate {
+                index: 4,
+                position: 4,
+                station: 0x1005,
+                sii: &el3164,
+            },
+            SyncCandidate {
+                index: 5,
+                position: 5,
+                station: 0x1006,
+                sii: &el4104,
+            },
+        ];
+        for order in [["4=DCIN", "auto"], ["auto", "4=DCIN"]] {
+            let plan = plan_sync(&c, &selections(&order), MS).expect("planned");
+            assert_eq!(
+                plan[0].settings.map(|s| (s.mode, s.shift_ns)),
+                Some((2, -100_000)),
+                "terminal 4 in DCIN with {order:?}"
+            );
+            assert_eq!(plan[1].settings.map(|s| s.mode), Some(1), "{order:?}");
+        }
+        // `off` for all leaves the position's own choice alone too.
+        let plan = plan_sync(&c, &selections(&["4=DCIN", "off"]), MS).expect("planned");
+        assert_eq!(plan[0].settings.map(|s| s.mode), Some(2));
+        assert_eq!(plan[1].settings, None);
+        // The same mode twice for a position is fine (names are case-insensitive, a
+        // number names the same mode); two different ones are refused, naming both.
+        let plan = plan_sync(&c, &selections(&["4=DCIN", "4=dcin", "4=2"]), MS).expect("one mode");
+        assert_eq!(plan[0].settings.map(|s| s.mode), Some(2));
+        let e = plan_sync(&c, &selections(&["4=DCIN", "4=DC"]), MS).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "two DC modes for the terminal at position 4: \"DCIN\" and \"DC\""
+        );
+    }
+
+    #[test]
+    fn a_zero_cycle_is_refused_even_without_candidates() {
+        assert_eq!(plan_sync(&[], &[], 0), Err(SyncError::ZeroCycle));
+        // Blanket choices need no terminal; a named one or a position does.
+        assert_eq!(
+            plan_sync(&[], &selections(&["auto", "off"]), MS),
+            Ok(vec![])
+        );
+        assert_eq!(
+            plan_sync(&[], &selections(&["3=DCIN"]), MS),
+            Err(SyncError::NoTerminal { position: 3 })
+        );
+        assert!(matches!(
+            plan_sync(&[], &selections(&["DcSync2"]), MS),
+            Err(SyncError::UnusedChoice { .. })
+        ));
+    }
+
+    /// The writes of one terminal: off first, AssignActivate last, the start between.
+    #[test]
+    fn sync_writes_switch_off_first_and_activate_last() {
+        let el3164 = image("el3164.bin");
+        let s = sync_settings(5, &el3164, 1, MS).unwrap().unwrap();
+        let writes = sync_writes(0x1005, Some((&s, 42 * MS)));
+        let regs: Vec<(u16, Vec<u8>)> = writes
+            .iter()
+            .map(|d| match d.address() {
+                Address::Station { station, register } => {
+                    assert_eq!(station, 0x1005);
+                    assert_eq!(d.command, Command::Fpwr);
+                    (register, d.data.clone())
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let mut cycles = 1_000_000u32.to_le_bytes().to_vec();
+        cycles.extend_from_slice(&25_000u32.to_le_bytes());
+        assert_eq!(
+            regs,
+            vec![
+                (registers::DC_CYCLIC_UNIT_CONTROL, vec![0, 0]),
+                (registers::DC_SYNC0_CYCLE, cycles),
+                (registers::DC_START_TIME, (42 * MS).to_le_bytes().to_vec()),
+                (registers::DC_CYCLIC_UNIT_CONTROL, vec![0x00, 0x07]),
+            ]
+        );
+        assert_eq!(sync_writes(0x1005, None).len(), 1, "SYNC off: one write");
+    }
+
+    #[test]
+    fn a_start_is_ahead_only_before_it_and_as_written() {
+        assert!(start_ahead(10 * MS, 9 * MS, 10 * MS));
+        assert!(!start_ahead(10 * MS, 10 * MS, 10 * MS), "due now");
+        assert!(
+            !start_ahead(10 * MS, 12 * MS, 13 * MS),
+            "passed, pulses moved on"
+        );
+        assert!(
+            !start_ahead(10 * MS, 9 * MS, 0),
+            "the register does not hold it"
+        );
+        // The next lead doubles, or covers twice what the last attempt took.
+        assert_eq!(next_sync_lead(100 * MS, 20 * MS), 200 * MS);
+        assert_eq!(next_sync_lead(100 * MS, 300 * MS), 600 * MS);
     }
 
     #[test]

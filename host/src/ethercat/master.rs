@@ -7,7 +7,7 @@
 
 use super::al::{self, AlError, AlState, AlStatus};
 use super::coe::client::{CoeClient, CoeError};
-use super::dc::{self, DcModeSelection, Latch, SyncCandidate};
+use super::dc::{self, DcModeSelection, Latch, PlannedSync, SyncCandidate};
 use super::mailbox::client::{Mailbox, MailboxConfig, MailboxError};
 use super::pdo::{self, PdoLayout, ProcessImage, TerminalInput};
 use super::registers::{self, features};
@@ -100,6 +100,7 @@ pub struct Terminal {
     /// Propagation delay from the reference clock, once DC is set up.
     pub dc_delay_ns: Option<u32>,
     /// The SYNC signals configured during DC setup (`None`: none configured).
+    #[serde(skip)]
     pub dc_sync: Option<dc::SyncSettings>,
     /// Why the SII could not be read or parsed, if it could not.
     pub sii_error: Option<String>,
@@ -158,6 +159,9 @@ pub enum MasterError {
     /// The SYNC signals cannot be configured as asked.
     #[error(transparent)]
     Sync(#[from] dc::SyncError),
+    /// The first SYNC pulses could not be placed ahead of the terminals' system time.
+    #[error(transparent)]
+    SyncStart(#[from] dc::StartMissed),
     /// A hook of the caller failed.
     #[error("{step} of terminal 0x{station:04x}: {message}")]
     Hook {
@@ -219,13 +223,29 @@ pub const DEFAULT_WATCHDOG: Duration = Duration::from_millis(100);
 /// What [`Master::request_state`] does besides changing states, on the way from INIT or
 /// PRE-OP to SAFE-OP (before the PRE-OP → SAFE-OP transition, where terminals check their
 /// SyncManager, watchdog and SYNC configuration).
+///
+/// The default sets up distributed clocks on every such bring-up: propagation delays
+/// and offsets of every terminal with a DC unit, then 2000 frames of static drift
+/// compensation ([`DcOptions::default`]), but no SYNC signals; and it writes a
+/// [`DEFAULT_WATCHDOG`] SyncManager watchdog. `dc: None` leaves the clocks alone (no DC
+/// frames at all), `watchdog: None` the watchdogs:
+///
+/// ```
+/// use ferrocat::ethercat::master::BringUpOptions;
+/// // Process data only: no DC set-up, watchdogs as the terminals have them.
+/// let _quick = BringUpOptions { dc: None, watchdog: None };
+/// ```
+///
+/// Everything is checked before anything is written: a watchdog longer than the
+/// registers hold ([`al::MAX_WATCHDOG`]) and SYNC settings that cannot be made
+/// ([`dc::plan_sync`]) fail [`Master::request_state`] before its first write.
 #[derive(Debug, Clone)]
 pub struct BringUpOptions {
     /// Distributed clocks (delays, offsets, drift compensation, SYNC signals) for the
     /// terminals that support them; `None`: DC is left alone.
     pub dc: Option<DcOptions>,
     /// The process-data (SyncManager) watchdog of every terminal (`Duration::ZERO`
-    /// disables it); `None`: left as the terminals have it.
+    /// disables it, at most [`al::MAX_WATCHDOG`]); `None`: left as the terminals have it.
     pub watchdog: Option<Duration>,
 }
 
@@ -640,7 +660,8 @@ impl Master {
     }
 
     /// Choose what [`Master::request_state`] sets up on the way to SAFE-OP (by default
-    /// distributed clocks without SYNC signals and a 100 ms watchdog).
+    /// distributed clocks — delays, offsets, 2000 drift frames — without SYNC signals,
+    /// and a [`DEFAULT_WATCHDOG`] watchdog; see [`BringUpOptions`]).
     pub fn set_bring_up_options(&mut self, options: BringUpOptions) {
         self.bring_up = options;
     }
@@ -679,8 +700,9 @@ impl Master {
     /// write if a terminal does not offer it). Mailbox SyncManagers are configured
     /// before PRE-OP or BOOT. Before PRE-OP → SAFE-OP come the process
     /// data (SyncManagers, FMMUs), then the watchdogs and distributed clocks of the
-    /// [`BringUpOptions`]. `safe_outputs`, if given, is written with LWR in SAFE-OP, and
-    /// kept being written while OP is requested.
+    /// [`BringUpOptions`], whose watchdog and SYNC settings are checked and planned
+    /// before the first write. `safe_outputs`, if given, is written with LWR in SAFE-OP,
+    /// and kept being written while OP is requested.
     pub async fn request_state(
         &mut self,
         target: AlState,
@@ -692,11 +714,6 @@ impl Master {
                 self.check_boot_offered(&[])?;
             }
             self.refresh_status().await?;
-            for t in &self.terminals {
-                if t.status.error() {
-                    al::acknowledge(&self.transport, t.station, t.status).await?;
-                }
-            }
             // The lowest state of any terminal decides the path.
             let from = self
                 .terminals
@@ -708,17 +725,33 @@ impl Master {
             if path.is_empty() {
                 path.push(target);
             }
+            // The bring-up to SAFE-OP is checked and planned before anything is written.
+            let bring_up = path.contains(&AlState::SafeOp) && from.rank() < 2;
+            let mut dc_plan = None;
+            if bring_up {
+                if let Some(time) = self.bring_up.watchdog {
+                    al::watchdog_registers(time).map_err(AlError::from)?;
+                }
+                if let Some(dc) = self.bring_up.dc.clone() {
+                    dc_plan = Some((dc.drift_frames, self.plan_dc(&dc).await?));
+                }
+            }
+            for t in &self.terminals {
+                if t.status.error() {
+                    al::acknowledge(&self.transport, t.station, t.status).await?;
+                }
+            }
             for s in path {
                 if matches!(s, AlState::PreOp | AlState::Boot) {
                     self.configure_mailboxes_for(s).await?;
                 }
-                if s == AlState::SafeOp && from.rank() < 2 {
+                if s == AlState::SafeOp && bring_up {
                     self.configure_process_data(DEFAULT_LOGICAL_START).await?;
                     if let Some(time) = self.bring_up.watchdog {
                         self.configure_watchdogs(time).await?;
                     }
-                    if let Some(dc) = self.bring_up.dc.clone() {
-                        self.configure_dc(&dc).await?;
+                    if let Some((drift_frames, plan)) = dc_plan.take() {
+                        self.run_dc(drift_frames, plan).await?;
                     }
                 }
                 let zeros = self.zero_outputs();
@@ -842,18 +875,94 @@ impl Master {
         }))
     }
 
-    /// Distributed clocks at start-up, each step in its own span: latch receive times,
-    /// compute propagation delays along the topology, write delays (0x0928) and offsets
-    /// (0x0920) (`dc_delays`); compensate static drift against the reference clock, the
-    /// first terminal with a system time (`dc_drift`); and, when `options.sync_cycle` is
-    /// set, configure the SYNC signals of every terminal whose SII lists DC modes
-    /// (`dc_sync`, see [`dc::plan_sync`]).
+    /// Distributed clocks at start-up, each step in its own span: plan the SYNC settings
+    /// before anything is written (`dc_plan`, see [`dc::plan_sync`]); latch receive
+    /// times, compute propagation delays along the topology, write delays (0x0928) and
+    /// offsets (0x0920) (`dc_delays`); compensate static drift against the reference
+    /// clock, the first terminal with a system time (`dc_drift`); and, when
+    /// `options.sync_cycle` is set, configure the SYNC signals of every terminal with a
+    /// system time whose SII lists DC modes (`dc_sync`).
     pub async fn configure_dc(&mut self, options: &DcOptions) -> Result<(), MasterError> {
+        let plan = self.plan_dc(options).await?;
+        self.run_dc(options.drift_frames, plan).await
+    }
+
+    /// What [`Master::configure_dc`] will do with `options`, decided and checked before
+    /// anything is written; it only reads (0x0918 of the terminals with DC modes, whose
+    /// working counter tells which have a system time).
+    async fn plan_dc(&self, options: &DcOptions) -> Result<DcPlan, MasterError> {
+        let terminals: Vec<usize> = (0..self.terminals.len())
+            .filter(|&i| self.terminals[i].esc.dc())
+            .collect();
+        let Some(cycle) = options.sync_cycle else {
+            return Ok(DcPlan {
+                terminals,
+                sync: None,
+            });
+        };
+        let span = tracing::info_span!("dc_plan", ?cycle);
+        async move {
+            let cycle_ns = u64::try_from(cycle.as_nanos()).unwrap_or(u64::MAX);
+            let with_modes: Vec<usize> = terminals
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    self.terminals[i]
+                        .sii
+                        .as_ref()
+                        .is_some_and(|s| !s.dc_modes.is_empty())
+                })
+                .collect();
+            let replies = self
+                .transport
+                .batch(
+                    with_modes
+                        .iter()
+                        .map(|&i| {
+                            DatagramRepr::new(
+                                Command::Fprd,
+                                Address::Station {
+                                    station: self.terminals[i].station,
+                                    register: registers::DC_RECEIVE_TIME_PROCESSING_UNIT,
+                                },
+                                vec![0; 8],
+                            )
+                        })
+                        .collect(),
+                )
+                .await
+                .map_err(step(
+                    "finding the terminals with a DC system time (FPRD 0x0918)",
+                ))?;
+            let candidates: Vec<SyncCandidate<'_>> = with_modes
+                .iter()
+                .zip(&replies)
+                .filter(|(_, reply)| reply.wkc == 1)
+                .filter_map(|(&index, _)| {
+                    let t = &self.terminals[index];
+                    Some(SyncCandidate {
+                        index,
+                        position: t.position,
+                        station: t.station,
+                        sii: t.sii.as_ref()?,
+                    })
+                })
+                .collect();
+            let sync = dc::plan_sync(&candidates, &options.modes, cycle_ns)?;
+            Ok(DcPlan {
+                terminals,
+                sync: Some((cycle_ns, sync)),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Carry out a [`DcPlan`] (see [`Master::configure_dc`]).
+    async fn run_dc(&mut self, drift_frames: usize, plan: DcPlan) -> Result<(), MasterError> {
         let span = tracing::info_span!("dc");
         async move {
-            let dc_terminals: Vec<usize> = (0..self.terminals.len())
-                .filter(|&i| self.terminals[i].esc.dc())
-                .collect();
+            let dc_terminals = plan.terminals;
             if dc_terminals.is_empty() {
                 tracing::info!("no terminal supports distributed clocks");
                 return Ok(());
@@ -874,22 +983,17 @@ impl Master {
                 return Ok(());
             };
             let reference_station = self.terminals[reference].station;
-            dc::compensate_drift(&self.transport, reference_station, options.drift_frames, 64)
+            dc::compensate_drift(&self.transport, reference_station, drift_frames, 64)
                 .instrument(tracing::info_span!(
                     "dc_drift",
                     reference = format_args!("0x{reference_station:04x}"),
-                    frames = options.drift_frames
+                    frames = drift_frames
                 ))
                 .await
                 .map_err(step("static drift compensation (FRMW 0x0910)"))?;
-            if let Some(cycle) = options.sync_cycle {
-                let with_time: Vec<usize> = dc_terminals
-                    .iter()
-                    .copied()
-                    .filter(|&i| latches[i].is_some_and(|l| l.processing_unit.is_some()))
-                    .collect();
-                self.configure_sync(&with_time, reference_station, cycle, &options.modes)
-                    .instrument(tracing::info_span!("dc_sync", ?cycle))
+            if let Some((cycle_ns, sync)) = plan.sync {
+                self.configure_sync(&sync, reference_station, cycle_ns)
+                    .instrument(tracing::info_span!("dc_sync", cycle_ns))
                     .await?;
             }
             Ok(())
@@ -953,70 +1057,133 @@ impl Master {
         Ok(latches)
     }
 
-    /// SYNC signals of the terminals at `indices` (those with a system time) whose SII
-    /// lists DC modes: all settings are planned first, then written, the first pulses on
-    /// a common grid of `cycle` [`dc::SYNC_START_LEAD_NS`] after the reference clock's
-    /// current time.
+    /// The SYNC signals of the terminals of `plan`, the first pulses on a common grid of
+    /// `cycle_ns` [`dc::SYNC_START_LEAD_NS`] after the reference clock's current time. The
+    /// writes of all terminals go out together (each terminal's in one frame), then its
+    /// system time and start time are read back; a start that is not still ahead of the
+    /// system time is placed again further ahead ([`dc::next_sync_lead`]), up to
+    /// [`dc::SYNC_START_ATTEMPTS`] times and [`dc::SYNC_START_LEAD_MAX_NS`]; failing
+    /// that, the SYNC signals are switched off again and [`dc::StartMissed`] names the
+    /// terminal.
     async fn configure_sync(
         &mut self,
-        indices: &[usize],
+        plan: &[PlannedSync],
         reference_station: u16,
-        cycle: Duration,
-        modes: &[DcModeSelection],
+        cycle_ns: u64,
     ) -> Result<(), MasterError> {
-        let cycle_ns = u64::try_from(cycle.as_nanos()).unwrap_or(u64::MAX);
-        let candidates: Vec<SyncCandidate<'_>> = indices
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let active: Vec<(u16, dc::SyncSettings)> = plan
             .iter()
-            .filter_map(|&i| {
-                let t = &self.terminals[i];
-                let sii = t.sii.as_ref().filter(|s| !s.dc_modes.is_empty())?;
-                Some(SyncCandidate {
-                    position: t.position,
-                    station: t.station,
-                    sii,
-                })
-            })
+            .filter_map(|p| Some((p.station, p.settings?)))
             .collect();
-        let plan = dc::plan_sync(&candidates, modes, cycle_ns)?;
-        drop(candidates);
-        let now = self.read_system_time(reference_station).await?;
-        let grid = dc::sync_grid_start(now, cycle_ns, dc::SYNC_START_LEAD_NS);
-        for (station, settings) in plan {
-            let what = format!("configuring the SYNC signals of 0x{station:04x}");
-            match &settings {
-                Some(s) => {
-                    let start = dc::sync_start(grid, s);
-                    let pulse = self
-                        .transport
-                        .fprd(station, registers::DC_SYNC_PULSE_LENGTH, 2)
-                        .await
-                        .map_err(step(what.clone()))?;
-                    tracing::debug!(
-                        station = format_args!("0x{station:04x}"),
+        let mut lead = dc::SYNC_START_LEAD_NS;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let now = self.read_system_time(reference_station).await?;
+            let grid = dc::sync_grid_start(now, cycle_ns, lead);
+            for p in plan {
+                match &p.settings {
+                    Some(s) => tracing::debug!(
+                        station = format_args!("0x{:04x}", p.station),
                         mode = s.mode,
                         assign_activate = format_args!("0x{:04x}", s.assign_activate),
                         sync0_ns = s.sync0_cycle_ns,
                         sync1_ns = s.sync1_cycle_ns,
-                        start,
-                        pulse_10ns = u16::from_le_bytes([pulse[0], pulse[1]]),
+                        start = dc::sync_start(grid, s),
                         "SYNC signals"
-                    );
-                    dc::configure_sync(&self.transport, station, s, start)
-                        .await
-                        .map_err(step(what))?;
-                }
-                None => {
-                    tracing::debug!(station = format_args!("0x{station:04x}"), "SYNC off");
-                    dc::deactivate_sync(&self.transport, station)
-                        .await
-                        .map_err(step(what))?;
+                    ),
+                    None => {
+                        tracing::debug!(station = format_args!("0x{:04x}", p.station), "SYNC off")
+                    }
                 }
             }
-            if let Some(t) = self.terminals.iter_mut().find(|t| t.station == station) {
-                t.dc_sync = settings;
+            let writes = plan
+                .iter()
+                .map(|p| {
+                    dc::sync_writes(
+                        p.station,
+                        p.settings.as_ref().map(|s| (s, dc::sync_start(grid, s))),
+                    )
+                })
+                .collect();
+            self.checked_groups("configuring the SYNC signals", writes)
+                .await?;
+            let reads = active
+                .iter()
+                .map(|&(station, _)| dc::start_check_reads(station))
+                .collect();
+            let read_back = self
+                .checked_groups("reading back the SYNC start times", reads)
+                .await?;
+            let mut latest = now;
+            let mut missed = None;
+            for ((station, settings), group) in active.iter().zip(&read_back) {
+                let [system_time, next_pulse] = group.as_slice() else {
+                    return Err(MasterError::Changed("a reply lost datagrams".into()));
+                };
+                let (system_time, next_pulse) = (dc::le_u64(system_time), dc::le_u64(next_pulse));
+                latest = latest.max(system_time);
+                let start = dc::sync_start(grid, settings);
+                if missed.is_none() && !dc::start_ahead(start, system_time, next_pulse) {
+                    missed = Some(dc::StartMissed {
+                        station: *station,
+                        start,
+                        system_time,
+                        next_pulse,
+                        attempts,
+                        lead_ns: lead,
+                    });
+                }
             }
+            let Some(missed) = missed else {
+                for p in plan {
+                    self.terminals[p.index].dc_sync = p.settings;
+                }
+                return Ok(());
+            };
+            let next = dc::next_sync_lead(lead, latest.saturating_sub(now));
+            tracing::warn!(error = %missed, next_lead_ns = next, "SYNC start missed");
+            if attempts >= dc::SYNC_START_ATTEMPTS || next > dc::SYNC_START_LEAD_MAX_NS {
+                let off = plan
+                    .iter()
+                    .map(|p| dc::sync_writes(p.station, None))
+                    .collect();
+                if let Err(e) = self.checked_groups("switching SYNC off", off).await {
+                    tracing::warn!(error = %e, "SYNC signals may stay on");
+                }
+                return Err(missed.into());
+            }
+            lead = next;
         }
-        Ok(())
+    }
+
+    /// [`Transport::batch_groups`] whose every working counter must be 1; the error names
+    /// `step_name` and the first datagram that failed.
+    async fn checked_groups(
+        &self,
+        step_name: &str,
+        groups: Vec<Vec<DatagramRepr>>,
+    ) -> Result<Vec<Vec<Vec<u8>>>, MasterError> {
+        let replies = self
+            .transport
+            .batch_groups(groups)
+            .await
+            .map_err(step(step_name))?;
+        replies
+            .into_iter()
+            .map(|group| {
+                group
+                    .into_iter()
+                    .map(|d| {
+                        super::transport::expect_wkc(&d, 1).map_err(step(step_name))?;
+                        Ok(d.data)
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Set the process-data (SyncManager) watchdog of every terminal to `time`
@@ -1025,6 +1192,7 @@ impl Master {
     pub async fn configure_watchdogs(&self, time: Duration) -> Result<(), MasterError> {
         let span = tracing::info_span!("watchdogs", ?time);
         async move {
+            al::watchdog_registers(time).map_err(AlError::from)?;
             for t in &self.terminals {
                 al::configure_watchdog(&self.transport, t.station, time).await?;
             }
@@ -1041,10 +1209,18 @@ impl Master {
             .fprd(station, registers::DC_SYSTEM_TIME, 8)
             .await
             .map_err(step(format!("reading the system time of 0x{station:04x}")))?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b);
-        Ok(u64::from_le_bytes(a))
+        Ok(dc::le_u64(&b))
     }
+}
+
+/// What [`Master::configure_dc`] does, decided before anything is written.
+#[derive(Debug, Clone)]
+struct DcPlan {
+    /// The terminals with a DC unit (port receive times at least), by index.
+    terminals: Vec<usize>,
+    /// The bus cycle in ns and the SYNC settings of every terminal with a system time
+    /// whose SII lists DC modes; `None`: SYNC signals are left as they are.
+    sync: Option<(u64, Vec<PlannedSync>)>,
 }
 
 #[cfg(test)]

@@ -155,6 +155,27 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+    /// [`detach`](super::detach) detached the program, but pins of its link could not be
+    /// removed (or looked for): while pinned, the link keeps the program loaded.
+    #[error(
+        "{iface}: XDP program id {prog_id} detached (link id {link_id}), but {}: {source}; \
+         while pinned, the link keeps the program loaded in the kernel",
+        pins_left(left)
+    )]
+    PinsLeft {
+        /// The interface.
+        iface: String,
+        /// The program detached.
+        prog_id: u32,
+        /// Its link.
+        link_id: u32,
+        /// The pins of the link that were removed.
+        unpinned: Vec<PathBuf>,
+        /// The pins of the link that are left (empty if they could not be looked for).
+        left: Vec<PathBuf>,
+        /// Why.
+        source: Box<Error>,
+    },
     /// A file or directory could not be read or removed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -163,4 +184,19 @@ pub enum Error {
         /// The error.
         source: std::io::Error,
     },
+}
+
+/// The pins [`Error::PinsLeft`] names, in words.
+fn pins_left(left: &[PathBuf]) -> String {
+    let list = || {
+        left.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match left.len() {
+        0 => "the link's pins could not be looked for".to_string(),
+        1 => format!("the link's pin {} was not removed", list()),
+        _ => format!("the link's pins {} were not removed", list()),
+    }
 }

@@ -835,33 +835,59 @@ pub struct Detached {
     /// The pins of the link that were removed.
     pub unpinned: Vec<PathBuf>,
     /// The directories of those pins that still hold other pins (e.g. the maps of
-    /// [`Xdp::pin_maps`]): kept, for [`unpin_dir`] to remove.
+    /// [`Xdp::pin_maps`]) and that [`unpin_dir`] takes: kept, for it to remove. Sorted.
     pub kept: Vec<PathBuf>,
+    /// The directories of those pins that still hold other pins but that [`unpin_dir`]
+    /// refuses (a bpffs mount itself, or a directory holding directories), each with the
+    /// reason: their pins are kept, to be removed one by one. Sorted.
+    pub kept_elsewhere: Vec<(PathBuf, String)>,
 }
 
 /// Detaches whatever XDP link runs on `iface` (as `ferrocat xdp detach IFACE` does) and
 /// removes every pin of that link on the mounted bpf filesystems: a detached link that
 /// stays pinned keeps its program loaded in the kernel. Pins of maps are kept. Returns
-/// `None` if no program is attached to `iface` through a link.
+/// `None` if no program is attached to `iface` through a link. If the program was
+/// detached but a pin of its link could not be removed, the error is
+/// [`Error::PinsLeft`], which says so and why.
 pub fn detach(iface: &str) -> Result<Option<Detached>, Error> {
     let Some(link) = kxdp::find_link(iface)? else {
         return Ok(None);
     };
     let info = link.info()?;
     link.detach()?;
-    let unpinned = pins::unpin_paths(&pins::link_pins(info.id)?)?;
-    let mut kept: Vec<PathBuf> = unpinned
+    let pins_left =
+        |unpinned: Vec<PathBuf>, left: Vec<PathBuf>, source: Box<Error>| Error::PinsLeft {
+            iface: iface.to_string(),
+            prog_id: info.prog_id,
+            link_id: info.id,
+            unpinned,
+            left,
+            source,
+        };
+    let found =
+        pins::link_pins(info.id).map_err(|e| pins_left(Vec::new(), Vec::new(), Box::new(e)))?;
+    let unpinned = pins::unpin_paths(&found).map_err(|f| pins_left(f.removed, f.left, f.error))?;
+    let dirs: std::collections::BTreeSet<PathBuf> = unpinned
         .iter()
         .filter_map(|p| p.parent())
         .filter(|d| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some()))
         .map(Path::to_path_buf)
         .collect();
-    kept.dedup();
+    let mut kept = Vec::new();
+    let mut kept_elsewhere = Vec::new();
+    for dir in dirs {
+        match pins::pin_dir_names(&dir) {
+            Ok(_) => kept.push(dir),
+            Err(Error::NotPinDir { why, .. }) => kept_elsewhere.push((dir, why)),
+            Err(e) => kept_elsewhere.push((dir, e.to_string())),
+        }
+    }
     Ok(Some(Detached {
         prog_id: info.prog_id,
         link_id: info.id,
         unpinned,
         kept,
+        kept_elsewhere,
     }))
 }
 

@@ -49,35 +49,55 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
     }
 }
 
-/// Removes the pins `paths` (each on a bpffs); those already gone are left out of the
-/// result.
-pub(super) fn unpin_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+/// What [`unpin_paths`] could not remove.
+#[derive(Debug)]
+pub(super) struct UnpinFailure {
+    /// The pins removed.
+    pub(super) removed: Vec<PathBuf>,
+    /// The pins that could not be removed.
+    pub(super) left: Vec<PathBuf>,
+    /// Why the first of them could not.
+    pub(super) error: Box<Error>,
+}
+
+/// Removes the pins `paths` (each on a bpffs), trying every one; those already gone are
+/// left out of the result.
+pub(super) fn unpin_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, UnpinFailure> {
     let mut removed = Vec::new();
+    let mut left = Vec::new();
+    let mut first = None;
     for path in paths {
         let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
         else {
             continue;
         };
-        if Bpffs::at(dir)?.unpin(name)? {
-            removed.push(path.clone());
+        match Bpffs::at(dir).and_then(|fs| fs.unpin(name)) {
+            Ok(true) => removed.push(path.clone()),
+            Ok(false) => {}
+            Err(e) => {
+                left.push(path.clone());
+                first.get_or_insert(Box::new(Error::Bpffs(e)));
+            }
         }
     }
-    Ok(removed)
+    match first {
+        None => Ok(removed),
+        Some(error) => Err(UnpinFailure {
+            removed,
+            left,
+            error,
+        }),
+    }
 }
 
-/// Removes every pin directly inside `dir` and then `dir` itself: the pin directory of
-/// [`Xdp::pin_maps`](super::Xdp::pin_maps) (maps and link) when the program type is not
-/// at hand, e.g. `ferrocat xdp unpin DIR`. Returns the pins removed, sorted. `dir` must
-/// be a directory on a bpffs, not a bpffs mount itself, and hold no directory: anything
-/// else is [`Error::NotPinDir`] and nothing is removed. Removing the pin of an attached
-/// link detaches its program unless something else holds the link.
-pub fn unpin_dir(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, Error> {
-    let dir = dir.as_ref();
+/// The names of the pins directly inside `dir`, sorted, if [`unpin_dir`] takes `dir`: a
+/// directory on a bpffs, not a bpffs mount itself, holding no directory. Anything else
+/// is [`Error::NotPinDir`] saying why (or the error that stopped the look).
+pub(super) fn pin_dir_names(dir: &Path) -> Result<Vec<String>, Error> {
     let not = |why: String| Error::NotPinDir {
         dir: dir.to_path_buf(),
         why,
     };
-    let fs = Bpffs::at(dir)?;
     let io = |source| Error::Io {
         path: dir.to_path_buf(),
         source,
@@ -105,12 +125,28 @@ pub fn unpin_dir(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, Error> {
         names.push(name.to_string());
     }
     names.sort();
+    Ok(names)
+}
+
+/// Removes every pin directly inside `dir` and then `dir` itself: the pin directory of
+/// [`Xdp::pin_maps`](super::Xdp::pin_maps) (maps and link) when the program type is not
+/// at hand, e.g. `ferrocat xdp unpin DIR`. Returns the pins removed, sorted. `dir` must
+/// be a directory on a bpffs, not a bpffs mount itself, and hold no directory: anything
+/// else is [`Error::NotPinDir`] and nothing is removed. Removing the pin of an attached
+/// link detaches its program unless something else holds the link.
+pub fn unpin_dir(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, Error> {
+    let dir = dir.as_ref();
+    let fs = Bpffs::at(dir)?;
+    let names = pin_dir_names(dir)?;
     let mut removed = Vec::new();
     for name in names {
         if fs.unpin(&name)? {
             removed.push(dir.join(name));
         }
     }
-    std::fs::remove_dir(dir).map_err(io)?;
+    std::fs::remove_dir(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     Ok(removed)
 }

@@ -402,3 +402,40 @@ fn globals_of_another_size_are_refused() {
     assert_eq!(y.b.get().expect("get"), 7);
     y.unpin_maps().expect("unpin");
 }
+
+/// A detach whose pin cleanup failed says the program was detached, which pins are
+/// left and why, and that they keep the program loaded.
+#[test]
+fn pins_left_after_a_detach_are_named_with_the_reason() {
+    let reason = || {
+        Box::new(Error::Io {
+            path: PathBuf::from("/sys/fs/bpf/m/link"),
+            source: std::io::Error::from_raw_os_error(libc::EROFS),
+        })
+    };
+    let e = Error::PinsLeft {
+        iface: "eth1".into(),
+        prog_id: 42,
+        link_id: 7,
+        unpinned: vec![],
+        left: vec![PathBuf::from("/sys/fs/bpf/m/link")],
+        source: reason(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "eth1: XDP program id 42 detached (link id 7), but the link's pin /sys/fs/bpf/m/link was not removed: /sys/fs/bpf/m/link: Read-only file system (os error 30); while pinned, the link keeps the program loaded in the kernel"
+    );
+    let e = Error::PinsLeft {
+        iface: "eth1".into(),
+        prog_id: 42,
+        link_id: 7,
+        unpinned: vec![],
+        left: vec![],
+        source: reason(),
+    };
+    assert!(
+        e.to_string()
+            .contains("detached (link id 7), but the link's pins could not be looked for: "),
+        "{e}"
+    );
+}

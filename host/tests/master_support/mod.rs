@@ -71,14 +71,7 @@ fn bridge(bus: Bus, before_frame: impl Fn() + Send + 'static) -> (ChannelLink, B
 /// A transport over a simulated bus of `names`, with identity `pid`.
 pub fn sim_transport(names: &[&str], pid: u32) -> (Transport, BusHandle) {
     let (link, handle) = sim_link(names);
-    let t = Transport::spawn(
-        link,
-        TransportConfig {
-            identity: identity_for_pid(pid),
-            ..TransportConfig::default()
-        },
-    );
-    (t, handle)
+    (transport_on(link, pid), handle)
 }
 
 /// A transport over a simulated bus of `names` with the sim's realistic wire-time model
@@ -88,14 +81,18 @@ pub fn sim_transport_timed(names: &[&str], pid: u32) -> (Transport, BusHandle) {
     let mut segment = Segment::from_eeprom_files(&paths).expect("test EEPROMs load");
     segment.set_wire_time(ferrocat_sim::wiretime::WireTime::realistic());
     let (link, handle) = link_to(segment);
-    let t = Transport::spawn(
+    (transport_on(link, pid), handle)
+}
+
+/// A transport with identity `pid` over `link`.
+pub fn transport_on(link: ChannelLink, pid: u32) -> Transport {
+    Transport::spawn(
         link,
         TransportConfig {
             identity: identity_for_pid(pid),
             ..TransportConfig::default()
         },
-    );
-    (t, handle)
+    )
 }
 
 /// Boxed link for the CLI's link opener.
@@ -118,12 +115,64 @@ pub fn reference_segment() -> Segment {
 /// A transport over the reference bus of `configs/sim/reference.toml`.
 pub fn reference_transport(pid: u32) -> (Transport, BusHandle) {
     let (link, handle) = link_to(reference_segment());
-    let t = Transport::spawn(
-        link,
-        TransportConfig {
-            identity: identity_for_pid(pid),
-            ..TransportConfig::default()
-        },
-    );
-    (t, handle)
+    (transport_on(link, pid), handle)
+}
+
+/// The `len` bytes (up to 8) of a simulated terminal's register at `register`, little
+/// endian, read without a frame (so without the side effects a read has on the bus).
+pub fn peek_le(esc: &ferrocat_sim::esc::Esc, register: u16, len: u16) -> u64 {
+    (0..len).fold(0, |v, k| v | u64::from(esc.peek(register + k)) << (8 * k))
+}
+
+/// A segment of the terminals `names` (EEPROMs of the test data, no firmware) whose
+/// ESCs have no distributed clocks at all: feature bit 2 clear, no DC registers.
+pub fn no_dc_segment(names: &[&str]) -> Segment {
+    use ferrocat_sim::esc::regs::DcUnit;
+    use ferrocat_sim::esc::{Esc, EscConfig};
+    let mut segment = Segment::new();
+    for name in names {
+        let sii = ferrocat_sim::sii::Sii::load(std::path::Path::new(&eeprom(name)))
+            .expect("test EEPROM loads");
+        let mut config = EscConfig::for_sii(&sii);
+        config.chip.features &= !ferrocat::ethercat::registers::features::DC_SUPPORTED;
+        config.chip.dc = DcUnit::None;
+        let app = ferrocat_sim::app::BasicApp::from_sii(&sii);
+        segment.push(Esc::new(config, sii, Box::new(app)));
+    }
+    segment
+}
+
+/// A transport with identity `pid` over `segment` on a manual clock that moves `step_ns`
+/// with every frame the master sends (see [`stepped_link`]).
+pub fn stepped_transport(segment: Segment, step_ns: u64, pid: u32) -> (Transport, BusHandle) {
+    let (link, handle) = stepped_link(segment, step_ns);
+    (transport_on(link, pid), handle)
+}
+
+/// The system times (0x0910) of the terminals `stations`, read in one frame.
+pub async fn system_times(t: &Transport, stations: &[u16]) -> Vec<u64> {
+    use ferrocat::ethercat::registers::DC_SYSTEM_TIME;
+    use ferrocat::ethercat::wire::{Address, Command, DatagramRepr};
+    let reads = stations
+        .iter()
+        .map(|&station| {
+            DatagramRepr::new(
+                Command::Fprd,
+                Address::Station {
+                    station,
+                    register: DC_SYSTEM_TIME,
+                },
+                vec![0; 8],
+            )
+        })
+        .collect();
+    let reply = t.exchange(reads).await.expect("system times");
+    reply
+        .iter()
+        .zip(stations)
+        .map(|(d, station)| {
+            assert_eq!(d.wkc, 1, "system time of 0x{station:04x}");
+            ferrocat::ethercat::dc::le_u64(&d.data)
+        })
+        .collect()
 }

@@ -177,21 +177,26 @@ impl Transport {
         &self,
         datagrams: Vec<DatagramRepr>,
     ) -> Result<Vec<DatagramRepr>, TransportError> {
-        let mut frames: Vec<Vec<DatagramRepr>> = Vec::new();
-        let mut current = Vec::new();
-        let mut len = 0;
-        for d in datagrams {
-            let l = d.wire_len();
-            if !current.is_empty() && len + l > crate::ethercat::wire::frame::MAX_DATAGRAMS_LEN {
-                frames.push(std::mem::take(&mut current));
-                len = 0;
-            }
-            len += l;
-            current.push(d);
-        }
-        if !current.is_empty() {
-            frames.push(current);
-        }
+        let groups = datagrams.into_iter().map(|d| vec![d]).collect();
+        Ok(self
+            .batch_groups(groups)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    /// Send groups of datagrams, each group whole in one frame and in its order, as many
+    /// groups per frame as fit, all frames in flight at once; returns each group as it
+    /// came back. A terminal sees the datagrams of a group in order and all or none of
+    /// them (a lost frame is resent whole), which a sequence of register writes that
+    /// must arrive together needs (e.g. SYNC start time before activation).
+    pub async fn batch_groups(
+        &self,
+        groups: Vec<Vec<DatagramRepr>>,
+    ) -> Result<Vec<Vec<DatagramRepr>>, TransportError> {
+        let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+        let frames = pack_groups(groups);
         let mut set = tokio::task::JoinSet::new();
         let count = frames.len();
         for (i, frame) in frames.into_iter().enumerate() {
@@ -203,7 +208,11 @@ impl Transport {
             let (i, reply) = done.map_err(|_| TransportError::Closed)?;
             replies[i] = Some(reply?);
         }
-        Ok(replies.into_iter().flatten().flatten().collect())
+        let mut flat = replies.into_iter().flatten().flatten();
+        Ok(sizes
+            .iter()
+            .map(|&n| flat.by_ref().take(n).collect())
+            .collect())
     }
 
     /// One datagram of `command` at `address` carrying `data`; returns the datagram
@@ -315,6 +324,28 @@ impl Transport {
         .await
         .map(drop)
     }
+}
+
+/// The frames that carry `groups`: each group whole, in order, as many groups per frame
+/// as fit in [`MAX_DATAGRAMS_LEN`](crate::ethercat::wire::frame::MAX_DATAGRAMS_LEN)
+/// bytes of datagrams (a group larger than that gets a frame of its own).
+fn pack_groups(groups: Vec<Vec<DatagramRepr>>) -> Vec<Vec<DatagramRepr>> {
+    let mut frames: Vec<Vec<DatagramRepr>> = Vec::new();
+    let mut current = Vec::new();
+    let mut len = 0;
+    for group in groups {
+        let l: usize = group.iter().map(DatagramRepr::wire_len).sum();
+        if !current.is_empty() && len + l > crate::ethercat::wire::frame::MAX_DATAGRAMS_LEN {
+            frames.push(std::mem::take(&mut current));
+            len = 0;
+        }
+        len += l;
+        current.extend(group);
+    }
+    if !current.is_empty() {
+        frames.push(current);
+    }
+    frames
 }
 
 /// Check a reply datagram's working counter.

@@ -265,3 +265,69 @@ async fn batch_packs_frames_and_keeps_order() {
         assert_eq!(d.wkc, 1);
     }
 }
+
+/// Groups are never split between frames: 30 groups of four 8-byte writes (20 bytes
+/// each on the wire, 80 a group) fill a frame with 18 groups (1440 of 1498 bytes), where
+/// packing datagram by datagram would have put two datagrams of the 19th group in it.
+#[test]
+fn groups_stay_whole_in_one_frame() {
+    let write = |station: u16, register: u16| {
+        DatagramRepr::new(
+            Command::Fpwr,
+            Address::Station { station, register },
+            vec![0; 8],
+        )
+    };
+    let groups: Vec<Vec<DatagramRepr>> = (0..30u16)
+        .map(|s| (0..4u16).map(|r| write(s, r * 8)).collect())
+        .collect();
+    let frames = pack_groups(groups.clone());
+    let sizes: Vec<usize> = frames.iter().map(Vec::len).collect();
+    assert_eq!(sizes, vec![18 * 4, 12 * 4]);
+    for frame in &frames {
+        let bytes: usize = frame.iter().map(DatagramRepr::wire_len).sum();
+        assert!(bytes <= crate::ethercat::wire::frame::MAX_DATAGRAMS_LEN);
+    }
+    // In order, nothing lost.
+    let flat: Vec<DatagramRepr> = frames.into_iter().flatten().collect();
+    assert_eq!(flat, groups.into_iter().flatten().collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_groups_returns_each_group_as_it_came_back() {
+    let (link, mem) = fake_bus(1, 0);
+    mem.lock().unwrap()[0][0x10] = 0x01;
+    let t = Transport::spawn(link, config(Policy::default()));
+    let groups: Vec<Vec<DatagramRepr>> = (0..100u16)
+        .map(|g| {
+            vec![
+                DatagramRepr::new(
+                    Command::Fpwr,
+                    Address::Station {
+                        station: 1,
+                        register: 0x2000 + 2 * g,
+                    },
+                    g.to_le_bytes().to_vec(),
+                ),
+                DatagramRepr::new(
+                    Command::Fprd,
+                    Address::Station {
+                        station: 1,
+                        register: 0x2000 + 2 * g,
+                    },
+                    vec![0; 2],
+                ),
+            ]
+        })
+        .collect();
+    let reply = t.batch_groups(groups).await.unwrap();
+    assert_eq!(reply.len(), 100);
+    for (g, group) in reply.iter().enumerate() {
+        assert_eq!(group.len(), 2);
+        assert_eq!(
+            group[1].data,
+            (g as u16).to_le_bytes(),
+            "group {g} reads its write"
+        );
+    }
+}
