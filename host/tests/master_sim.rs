@@ -102,18 +102,17 @@ async fn distributed_clocks_agree_after_setup() {
         delays.windows(2).all(|w| w[1] > w[0]),
         "delays grow along the line: {delays:?}"
     );
-    // Read every system time in one frame: terminal k sees it `delay_k` after the
-    // reference, so system time minus delay must agree across terminals.
+    // Read every system time in one frame: each terminal gives its system time when the
+    // frame passed the reference clock (its delay taken off), so they must agree.
     let stations: Vec<u16> = dc.iter().map(|t| t.station).collect();
     let times: Vec<i128> = system_times(&t, &stations)
         .await
         .iter()
-        .zip(&delays)
-        .map(|(&time, &delay)| i128::from(time) - i128::from(delay))
+        .map(|&time| i128::from(time))
         .collect();
     for (t, v) in dc.iter().zip(&times) {
         println!(
-            "0x{:04x} delay {:?} corrected system time {v}",
+            "0x{:04x} delay {:?} system time {v}",
             t.station, t.dc_delay_ns
         );
     }
@@ -655,7 +654,7 @@ const DRIFT_PPM: [f64; 7] = [0.0, -20.0, 0.0, 10.0, 30.0, -5.0, 15.0];
 /// compares microseconds apart would quantise the speed to tens of ppm.)
 const STEP_NS: u64 = 1_000_000;
 
-/// The spread (max − min, ns) of the delay-corrected system times of the terminals with
+/// The spread (max − min, ns) of the system times (as at the reference clock) of the terminals with
 /// a system time, read in one frame `after_ns` of simulated time after DC start-up with
 /// `drift_frames` frames of static drift compensation.
 async fn spread_after(drift_frames: usize, after_ns: u64, pid: u32) -> i128 {
@@ -690,10 +689,9 @@ async fn spread_after(drift_frames: usize, after_ns: u64, pid: u32) -> i128 {
     let times: Vec<i128> = system_times(&t, &stations)
         .await
         .iter()
-        .zip(&dc)
-        .map(|(&time, &(_, delay))| i128::from(time) - i128::from(delay))
+        .map(|&time| i128::from(time))
         .collect();
-    println!("drift frames {drift_frames}: corrected system times {times:?}");
+    println!("drift frames {drift_frames}: system times {times:?}");
     times.iter().max().unwrap_or(&0) - times.iter().min().unwrap_or(&0)
 }
 

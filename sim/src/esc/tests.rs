@@ -806,6 +806,11 @@ fn dc_drift_offset_and_latch() {
     assert!(e.write(regs::DC_SYSTEM_OFFSET, &(-5_000i64).to_le_bytes()));
     e.read(regs::DC_SYSTEM_TIME, &mut t, ReadMode::Replace);
     assert_eq!(u64::from_le_bytes(t), 1_000_100_000);
+    // A read gives the time when the frame passed the reference clock: less the delay.
+    assert!(e.write(regs::DC_SYSTEM_DELAY, &700u32.to_le_bytes()));
+    e.read(regs::DC_SYSTEM_TIME, &mut t, ReadMode::Replace);
+    assert_eq!(u64::from_le_bytes(t), 1_000_100_000 - 700);
+    assert!(e.write(regs::DC_SYSTEM_DELAY, &0u32.to_le_bytes()));
     // Latch: port 0 time (32 bit) and the EPU's 64-bit time.
     assert!(e.write(regs::DC_RECV_TIME_PORT0, &[0; 4]));
     let mut p = [0u8; 16];
