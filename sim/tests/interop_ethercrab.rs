@@ -32,6 +32,29 @@ type Captured = Vec<(u64, Vec<u8>)>;
 
 static PDU_STORAGE: PduStorage<MAX_FRAMES, MAX_PDU_DATA> = PduStorage::new();
 
+/// How many of ethercrab's register reads may time out in one run and be asked again.
+const MAX_TIMEOUTS: usize = 2;
+
+/// An ethercrab register read of `$sd` while no process data cycles; one that ethercrab
+/// reports as timed out is asked again, at most [`MAX_TIMEOUTS`] times in the run (now
+/// and then ethercrab 0.7 loses a reply on a loaded machine). A retry cannot hide a reply
+/// the simulator lost: the server's statistics, checked at the end, must show a reply
+/// for every frame it received.
+macro_rules! read_register {
+    ($sd:expr, $reg:expr, $timeouts:expr) => {
+        loop {
+            match $sd.register_read($reg).await {
+                Err(ethercrab::error::Error::Timeout(ethercrab::error::TimeoutError::Pdu))
+                    if $timeouts.fetch_add(1, Ordering::Relaxed) < MAX_TIMEOUTS =>
+                {
+                    continue;
+                }
+                r => break r.unwrap_or_else(|e| panic!("register 0x{:04x}: {e:?}", $reg)),
+            }
+        }
+    };
+}
+
 #[test]
 fn ethercrab_runs_the_reference_bus() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -90,7 +113,10 @@ fn ethercrab_runs_the_reference_bus() {
         .build()
         .expect("runtime");
     let master_if = veth.master.clone();
+    let timeouts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let timeouts_in_run = timeouts.clone();
     rt.block_on(async move {
+        let timeouts = timeouts_in_run;
         let (tx, rx, pdu_loop) = PDU_STORAGE.try_split().expect("split once");
         let maindevice = Arc::new(MainDevice::new(
             pdu_loop,
@@ -258,9 +284,9 @@ fn ethercrab_runs_the_reference_bus() {
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let el4104 = group.subdevice(&maindevice, 5).expect("EL4104");
-            let status: u16 = el4104.register_read(0x0130u16).await.expect("0x0130");
+            let status: u16 = read_register!(el4104, 0x0130u16, timeouts);
             let el2004 = group.subdevice(&maindevice, 1).expect("EL2004");
-            let wd: u16 = el2004.register_read(0x0440u16).await.expect("0x0440");
+            let wd: u16 = read_register!(el2004, 0x0440u16, timeouts);
             if (status == 0x0014 && wd & 1 == 0) || std::time::Instant::now() > deadline {
                 break;
             }
@@ -268,8 +294,8 @@ fn ethercrab_runs_the_reference_bus() {
         // AL status (0x0130) and AL status code (0x0134) as registers, ETG.1000.4 table 31.
         let mut al = Vec::new();
         for sd in group.iter(&maindevice) {
-            let status: u16 = sd.register_read(0x0130u16).await.expect("0x0130");
-            let code: u16 = sd.register_read(0x0134u16).await.expect("0x0134");
+            let status: u16 = read_register!(sd, 0x0130u16, timeouts);
+            let code: u16 = read_register!(sd, 0x0134u16, timeouts);
             al.push((sd.name().to_string(), status, code));
         }
         assert_eq!(
@@ -292,8 +318,8 @@ fn ethercrab_runs_the_reference_bus() {
             "EL2004 (device emulation) stays in OP: {al:?}"
         );
         let el2004 = group.subdevice(&maindevice, 1).expect("EL2004");
-        let wd_status: u16 = el2004.register_read(0x0440u16).await.expect("0x0440");
-        let wd_count: u8 = el2004.register_read(0x0442u16).await.expect("0x0442");
+        let wd_status: u16 = read_register!(el2004, 0x0440u16, timeouts);
+        let wd_count: u8 = read_register!(el2004, 0x0442u16, timeouts);
         assert_eq!(wd_status & 1, 0, "EL2004 process data watchdog expired");
         assert!(wd_count >= 1, "EL2004 watchdog counter {wd_count}");
         let log = plant.output_log();
@@ -308,7 +334,17 @@ fn ethercrab_runs_the_reference_bus() {
         );
     });
     stop.store(true, Ordering::Relaxed);
-    server.join().expect("server thread").expect("server ran");
+    let stats = server.join().expect("server thread").expect("server ran");
+    // The simulator answered every frame it received, at once (no faults, no wire time).
+    assert_eq!(
+        (stats.sent, stats.dropped, stats.dropped_at_stop),
+        (stats.received, 0, 0),
+        "server statistics {stats:?}"
+    );
+    println!(
+        "ethercrab: {} register reads timed out and were asked again",
+        timeouts.load(Ordering::Relaxed).min(MAX_TIMEOUTS)
+    );
 
     // (c) every frame decodes in tshark without malformed or warning items.
     let frames = capture.lock().expect("capture").clone();
