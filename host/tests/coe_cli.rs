@@ -191,7 +191,7 @@ async fn pdos_from_coe_and_from_the_sii() {
         "{out}"
     );
     assert!(
-        out.contains("    RxPDO 0x1604 \"\" 16 bit\n      0x7010:21  16 bit"),
+        out.contains("    RxPDO 0x1604 16 bit\n      0x7010:21  16 bit\n"),
         "{out}"
     );
     assert!(
@@ -207,6 +207,13 @@ async fn pdos_from_coe_and_from_the_sii() {
         "{out}"
     );
     assert!(out.contains("  SM0 outputs: 4 bit (1 bytes)"), "{out}");
+    // The SII names its PDOs and entries.
+    assert!(
+        out.contains(
+            "    RxPDO 0x1600 \"Channel 1\" 1 bit\n      0x7000:01   1 bit BOOL     \"Output\"\n"
+        ),
+        "{out}"
+    );
 
     let (out, r) = bus.run(&["--json", "pdos", "-p", "4"]).await;
     r.expect("pdos --json succeeds");

@@ -143,27 +143,36 @@ pub fn print_layout(out: &mut dyn Write, t: &Terminal, layout: &PdoLayout) -> st
             };
             writeln!(
                 out,
-                "    {kind} 0x{:04x} \"{}\" {} bit",
+                "    {kind} 0x{:04x}{} {} bit",
                 p.index,
-                p.name.as_deref().unwrap_or(""),
+                quoted(p.name.as_deref()),
                 p.bit_len()
             )?;
             for e in &p.entries {
                 if e.is_gap() {
                     writeln!(out, "      0x0000:00 {:>3} bit (gap)", e.bit_len)?;
                 } else {
-                    writeln!(
-                        out,
-                        "      0x{:04x}:{:02x} {:>3} bit {:<8} \"{}\"",
+                    let line = format!(
+                        "      0x{:04x}:{:02x} {:>3} bit {:<8}{}",
                         e.index,
                         e.subindex,
                         e.bit_len,
                         e.data_type.map(data_type_name).unwrap_or_default(),
-                        e.name.as_deref().unwrap_or("")
-                    )?;
+                        quoted(e.name.as_deref())
+                    );
+                    writeln!(out, "{}", line.trim_end())?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// ` "name"` for a name the terminal gave, nothing where it gave none (PDOs read over CoE
+/// carry no names).
+fn quoted(name: Option<&str>) -> String {
+    match name {
+        Some(n) if !n.is_empty() => format!(" \"{n}\""),
+        _ => String::new(),
+    }
 }
