@@ -16,6 +16,9 @@ const SPEED_COUNTER_DIFF_MARGIN: i32 = 0x7F;
 /// table 104): the reset value 0x1000 corrects a phase difference with a time constant
 /// of ~102 ms. The datasheet gives no figure; this is the simulator's choice.
 const PHASE_NS_PER_SPEED_COUNT: f64 = 25_000.0;
+/// 0x092C bit 31: the local copy of the system time is greater than or equal to the
+/// received system time (ESC datasheet section II v3.3 2.15.2.4).
+const SYSTEM_DIFF_LOCAL_NOT_BEHIND: u32 = 0x8000_0000;
 /// A change of the difference between two compares that no oscillator could cause
 /// (a quartz is off by some 100 ppm; the loop adjusts by at most ~760 ppm) is a time step
 /// (a new offset, another reference): it moves the phase term, not the drift estimate.
@@ -105,6 +108,11 @@ impl DcLoop {
         (self.mean_difference_ns, self.speed_counter_diff)
     }
 
+    /// Whether a compare has happened since the loop was last reset.
+    pub(super) fn compared(&self) -> bool {
+        self.difference_samples > 0
+    }
+
     /// One compare at bus time `now_ns`: `difference_ns` = local copy of the system time
     /// − propagation delay − received system time (ESC datasheet section I 9.1.5: "if Δt
     /// is positive, the local time is running faster than the System time, and has to be
@@ -188,18 +196,23 @@ impl Esc {
         }
     }
 
-    /// Shows the loop's state: the mean difference in 0x092C (bits 30:0 its magnitude,
-    /// bit 31 set when the local copy is behind, section II table 103) and the speed
-    /// counter diff in 0x0932 (two's complement, table 105).
+    /// Shows the loop's state: the mean difference in 0x092C and the speed counter diff in
+    /// 0x0932 (two's complement, section II 2.15.2.6 / table 105). 0x092C holds
+    /// "Difference = received system time − local copy of system time" as bits 30:0 the
+    /// magnitude and bit 31 "1: local copy of system time greater than or equal to
+    /// received system time" (ESC datasheet section II v3.3 2.15.2.4; v2.8 corrected
+    /// the bit's description, older issues' table 103 have it the other way round).
+    /// Reset value 0: after a reset of the loop, before any compare, it reads 0.
     fn show_dc_loop(&mut self) {
         let (mean, diff) = self.dc_loop.registers();
         let magnitude = mean.abs().round().min(f64::from(0x7FFF_FFFFu32)) as u32;
-        let behind = if mean < 0.0 && magnitude > 0 {
-            0x8000_0000
+        let local_not_behind = self.dc_loop.compared() && mean >= 0.0;
+        let sign = if local_not_behind {
+            SYSTEM_DIFF_LOCAL_NOT_BEHIND
         } else {
             0
         };
-        self.put32(regs::DC_SYSTEM_DIFF, magnitude | behind);
+        self.put32(regs::DC_SYSTEM_DIFF, magnitude | sign);
         self.put16(regs::DC_SPEED_COUNTER_DIFF, diff as i16 as u16);
     }
 

@@ -83,7 +83,9 @@ pub const DC_RECV_TIME_EPU: u16 = 0x0918;
 pub const DC_SYSTEM_OFFSET: u16 = 0x0920;
 /// DC system time delay (u32).
 pub const DC_SYSTEM_DELAY: u16 = 0x0928;
-/// DC system time difference (u32, bit 31 = local time smaller than received).
+/// DC system time difference (u32): bits 30:0 |received − local copy|, bit 31 set when the
+/// local copy is greater than or equal to the received time (ESC datasheet section II
+/// v3.3 2.15.2.4).
 pub const DC_SYSTEM_DIFF: u16 = 0x092C;
 /// DC speed counter start (u16): the time control loop's bandwidth; a write resets the
 /// loop's filters.

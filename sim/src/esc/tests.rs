@@ -823,7 +823,8 @@ fn dc_drift_offset_and_latch() {
     );
 }
 
-/// The system time difference register 0x092C: magnitude and bit 31 (local copy behind).
+/// The system time difference register 0x092C: magnitude and bit 31 (local copy greater
+/// than or equal to the received time, ESC datasheet section II v3.3 2.15.2.4).
 fn difference_register(e: &mut Esc) -> (u32, bool) {
     let mut b = [0u8; 4];
     assert!(e.read(regs::DC_SYSTEM_DIFF, &mut b, ReadMode::Replace));
@@ -865,9 +866,9 @@ fn time_control_loop_removes_phase_and_drift_over_compares() {
         assert!(e.write(regs::DC_SYSTEM_TIME, &now.to_le_bytes()));
     };
     compare(&mut e, now);
-    // 0x092C holds the difference, local copy ahead (bit 31 clear); the loop slows the
+    // 0x092C holds the difference, local copy ahead (bit 31 set); the loop slows the
     // clock down as far as it can (−(start − 0x7F)).
-    assert_eq!(difference_register(&mut e), (100_000, false));
+    assert_eq!(difference_register(&mut e), (100_000, true));
     assert_eq!(speed_counter_diff(&mut e), -(0x1000 - 0x7F));
     // No phase step: the loop only changes the clock's speed, so right after the compare
     // the time is still ahead.
@@ -882,11 +883,11 @@ fn time_control_loop_removes_phase_and_drift_over_compares() {
     // The speed counter diff now cancels the 100 ppm.
     let speed = speed_counter_speed(i32::from(speed_counter_diff(&mut e)), 0x1000);
     assert!((speed * 1e6 + 100.0).abs() < 0.05, "{speed}");
-    // A clock behind the reference shows bit 31.
+    // A clock behind the reference clears bit 31.
     assert!(e.write(regs::DC_SYSTEM_OFFSET, &(-2_000i64).to_le_bytes()));
     compare(&mut e, now);
-    let (diff, behind) = difference_register(&mut e);
-    assert!(behind && diff > 0, "{diff} {behind}");
+    let (diff, not_behind) = difference_register(&mut e);
+    assert!(!not_behind && diff > 0, "{diff} {not_behind}");
     // Writing the speed counter start resets the filters, 0x092C and 0x0932; the time
     // keeps what the loop did so far.
     let before = e.system_time(now);
@@ -894,6 +895,34 @@ fn time_control_loop_removes_phase_and_drift_over_compares() {
     assert_eq!(difference_register(&mut e), (0, false));
     assert_eq!(speed_counter_diff(&mut e), 0);
     assert_eq!(e.system_time(now), before);
+}
+
+#[test]
+fn system_time_difference_sets_bit_31_when_the_local_copy_is_not_behind() {
+    // ESC datasheet section II v3.3 2.15.2.4: bit 31 = 0 "local copy of system time less
+    // than received system time", 1 "greater than or equal to".
+    let read = |e: &mut Esc| {
+        let mut b = [0u8; 4];
+        assert!(e.read(regs::DC_SYSTEM_DIFF, &mut b, ReadMode::Replace));
+        u32::from_le_bytes(b)
+    };
+    let now = 1_000_000_000u64;
+    for (local_minus_received, expected) in [
+        (0i64, 0x8000_0000u32),
+        (250, 0x8000_0000 | 250),
+        (-250, 250),
+    ] {
+        let mut e = clocked_terminal("el2889", 0, 0.0);
+        e.begin_frame(now);
+        assert_eq!(read(&mut e), 0, "reset value before any compare");
+        let received = now.wrapping_add_signed(-local_minus_received);
+        assert!(e.write(regs::DC_SYSTEM_TIME, &received.to_le_bytes()));
+        assert_eq!(
+            read(&mut e),
+            expected,
+            "local copy − received = {local_minus_received} ns"
+        );
+    }
 }
 
 #[test]

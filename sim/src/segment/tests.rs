@@ -999,11 +999,10 @@ fn dc_start_up(seg: &mut Segment, now: u64) {
     }
 }
 
-/// Terminal `i`'s system time difference (0x092C): magnitude, whether its copy is behind.
-fn system_time_difference(seg: &mut Segment, i: u16, now: u64) -> (u32, bool) {
+/// The magnitude of terminal `i`'s system time difference (0x092C bits 30:0).
+fn system_time_difference(seg: &mut Segment, i: u16, now: u64) -> u32 {
     let r = exchange(seg, &[(FPRD, 0x1000 + i, 0x092C, vec![0; 4])], now);
-    let v = u32::from_le_bytes([r[0].1[0], r[0].1[1], r[0].1[2], r[0].1[3]]);
-    (v & 0x7FFF_FFFF, v & 0x8000_0000 != 0)
+    u32::from_le_bytes([r[0].1[0], r[0].1[1], r[0].1[2], r[0].1[3]]) & 0x7FFF_FFFF
 }
 
 /// How far each terminal's system time is from the reference's when a frame passes them
@@ -1033,7 +1032,7 @@ fn dc_procedure_brings_drifting_clocks_into_step() {
         exchange(&mut seg, &[(FRMW, 0x1000, 0x0910, vec![0; 8])], now);
     }
     for i in 1..3u16 {
-        let (diff, _) = system_time_difference(&mut seg, i, now);
+        let diff = system_time_difference(&mut seg, i, now);
         assert!(diff < 50, "terminal {i} still {diff} ns off");
     }
     // System times agree when the frame passes each terminal (arrival offsets included).
@@ -1076,7 +1075,7 @@ fn drift_compensation_converges_within_a_second_of_compares() {
             "{what}: up to {worst_last_100ms} ns off in the last 100 ms"
         );
         for (i, ppm) in [(1u16, 30.0), (2, -30.0)] {
-            let (diff, _) = system_time_difference(&mut seg, i, now);
+            let diff = system_time_difference(&mut seg, i, now);
             assert!(diff < 100, "{what}: terminal {i} shows {diff} ns in 0x092C");
             // The speed counter diff (0x0932) cancels the oscillator's drift: a fast clock
             // is slowed down (negative), a slow one sped up.
