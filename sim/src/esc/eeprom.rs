@@ -27,7 +27,7 @@ impl Esc {
         let written = self.mem[hi];
         let cmd = written & 0x07;
         // Status bits are read-only: keep what the ESC shows.
-        let mut status = self.mem[hi] & SII_CHECKSUM_ERROR;
+        let mut status = self.mem[hi] & (SII_CHECKSUM_ERROR | SII_NOT_LOADED);
         if self.sii_pending_cmd != 0 {
             // A command while busy is ignored.
             self.mem[hi] = SII_BUSY | self.sii_pending_cmd | status;
@@ -70,11 +70,8 @@ impl Esc {
             }
             SII_CMD_RELOAD => {
                 self.load_config_area();
-                status = if self.sii_checksum_ok() {
-                    0
-                } else {
-                    SII_CHECKSUM_ERROR
-                };
+                status = self.load_status();
+                self.update_dl_status();
                 self.config.eeprom_read_ns
             }
             _ => {

@@ -142,8 +142,11 @@ const WD_TIME_DEFAULT: u16 = 0x03E8;
 const SII_CMD_READ: u8 = 0x01;
 const SII_CMD_WRITE: u8 = 0x02;
 const SII_CMD_RELOAD: u8 = 0x04;
-/// SII status bits in the high byte of 0x0502.
+/// SII status bits in the high byte of 0x0502 (ESC datasheet section II v3.3 2.11.3):
+/// bit 11 checksum error in the ESC configuration area, bit 12 EEPROM loading status
+/// ("1: EEPROM not loaded, device information not available").
 const SII_CHECKSUM_ERROR: u8 = 0x08;
+const SII_NOT_LOADED: u8 = 0x10;
 const SII_COMMAND_ERROR: u8 = 0x20;
 const SII_WRITE_ENABLE_ERROR: u8 = 0x40;
 const SII_BUSY: u8 = 0x80;
@@ -173,6 +176,10 @@ pub struct Esc {
     last_mailbox: Option<Vec<u8>>,
     sii_busy_until: u64,
     sii_pending_cmd: u8,
+    /// The last load of the configuration area succeeded (DL status bit 0).
+    eeprom_loaded: bool,
+    /// The station alias was taken over since power-on (it is only at the first load).
+    alias_loaded: bool,
     wd_last_ns: Option<u64>,
     dc_loop: dc::DcLoop,
     sync: sync::SyncUnit,
@@ -214,6 +221,8 @@ impl Esc {
             last_mailbox: None,
             sii_busy_until: 0,
             sii_pending_cmd: 0,
+            eeprom_loaded: false,
+            alias_loaded: false,
             wd_last_ns: None,
             dc_loop: dc::DcLoop::default(),
             sync: sync::SyncUnit::default(),
@@ -241,6 +250,8 @@ impl Esc {
         self.mem[6] = chip.ram_kib;
         self.mem[7] = chip.port_descriptor;
         self.put16(regs::FEATURES, chip.features);
+        self.eeprom_loaded = false;
+        self.alias_loaded = false;
         self.load_config_area();
         // DL control reset value: forwarding rule (bit 0), loops auto, RX FIFO size 7 and
         // byte 2 = 0xC7 as twincat-scan-boxes.pcapng frames 536/545 read it.
@@ -249,14 +260,8 @@ impl Esc {
         self.put16(regs::WD_PDI, WD_TIME_DEFAULT);
         self.put16(regs::WD_PROCESS_DATA, WD_TIME_DEFAULT);
         self.put16(regs::WD_STATUS, 0x0001);
-        let sii_low = chip.sii_control_reset;
-        let sii_high = if self.sii_checksum_ok() {
-            0
-        } else {
-            SII_CHECKSUM_ERROR
-        };
-        self.mem[usize::from(regs::SII_CONTROL)] = sii_low;
-        self.mem[usize::from(regs::SII_CONTROL) + 1] = sii_high;
+        self.mem[usize::from(regs::SII_CONTROL)] = chip.sii_control_reset;
+        self.mem[usize::from(regs::SII_CONTROL) + 1] = self.load_status();
         if chip.dc != DcUnit::None {
             // Unlatched port receive times read the ESC's reset pattern: "hoff" on port 1
             // of an ET1200, "Verl" on port 3 (ek1100-el2828-el2889.pcapng frames 508, 516;
@@ -298,15 +303,38 @@ impl Esc {
     /// ETG.2010) at power-up and on an EEPROM reload command: PDI control
     /// (word 0), PDI configuration (word 1), the SYNC pulse length (word 2, "sync impulse
     /// length" in 10 ns units; only where the chip has SYNC signals) and the station
-    /// alias (word 4). ESC datasheet section II: reset values "EEPROM ADR 0x0000",
-    /// "0x0001", "0x0002" (table 111), "0x0004".
+    /// alias (word 4). ESC datasheet section II v3.3: these registers read 0 "until first
+    /// EEPROM load, then EEPROM word A0/A1/A2/A4" (2.6, 2.15.4.2, 2.2.2), and a load
+    /// only takes when the configuration area's checksum is right ("transferred to the
+    /// designated registers ... if the CRC is correct", 2.11.5.2; document history 1.5:
+    /// "EEPROM value after EEPROM was loaded successful"); a failed load leaves them as
+    /// they are and shows in 0x0502 bits 11/12 and DL status bit 0. The alias is only
+    /// taken over at the first load after power-on or reset (2.2.2; the ESC20, which
+    /// takes it at every reload, is not emulated).
     fn load_config_area(&mut self) {
+        self.eeprom_loaded = self.sii_checksum_ok();
+        if !self.eeprom_loaded {
+            return;
+        }
         self.put16(regs::PDI_CONTROL, self.eeprom_word(0));
         self.put16(regs::PDI_CONFIG, self.eeprom_word(1));
         if self.config.chip.dc == DcUnit::Full {
             self.put16(regs::DC_SYNC_PULSE_LENGTH, self.eeprom_word(2));
         }
-        self.put16(regs::STATION_ALIAS, self.eeprom_word(4));
+        if !self.alias_loaded {
+            self.put16(regs::STATION_ALIAS, self.eeprom_word(4));
+            self.alias_loaded = true;
+        }
+    }
+
+    /// The 0x0502 status bits the last load of the configuration area left: checksum
+    /// error and "EEPROM not loaded" when it failed, none when it took.
+    fn load_status(&self) -> u8 {
+        if self.eeprom_loaded {
+            0
+        } else {
+            SII_CHECKSUM_ERROR | SII_NOT_LOADED
+        }
     }
 
     fn sii_checksum_ok(&self) -> bool {
@@ -774,11 +802,12 @@ impl Esc {
     }
 
     fn update_dl_status(&mut self) {
-        // ETG.1000.4 table 39. Bit 0: PDI operational (EEPROM loaded); bit 1: PDI watchdog
-        // not expired, 0 without a PDI (EK1100 reads 0x5A31, EL2828 0x5A33, EL2889 0x5613
+        // ETG.1000.4 table 39. Bit 0: PDI operational (EEPROM loaded correctly, ESC
+        // datasheet section II v3.3 2.4.3); bit 1: PDI watchdog not expired, 0 without a
+        // PDI (PDI control 0x0140 = 0: EK1100 reads 0x5A31, EL2828 0x5A33, EL2889 0x5613
         // in ek1100-el2828-el2889.pcapng frames 218, 370, 502).
-        let mut v: u16 = 0x0001;
-        if self.eeprom_word(0) & 0x00FF != 0 {
+        let mut v: u16 = u16::from(self.eeprom_loaded);
+        if self.mem[usize::from(regs::PDI_CONTROL)] != 0 {
             v |= 0x0002;
         }
         for p in 0..4 {

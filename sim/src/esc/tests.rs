@@ -463,6 +463,15 @@ fn sii_command(e: &mut Esc, control: u8, cmd: u8, addr: u32) {
     assert!(e.write(regs::SII_CONTROL, &b));
 }
 
+/// Writes the configuration area's checksum (word 7 low byte, ETG.2010) for the EEPROM's
+/// words 0..6 as they are now, through the SII interface.
+fn write_eeprom_checksum(e: &mut Esc) {
+    let crc = crate::sii::header_crc(e.eeprom());
+    let word7 = u16::from_le_bytes([crc, e.eeprom()[15]]);
+    assert!(e.write(regs::SII_DATA, &word7.to_le_bytes()));
+    sii_command(e, 0x01, 0x02, 0x07);
+}
+
 #[test]
 fn eeprom_interface_read_write_reload() {
     let s = sii("el2004");
@@ -499,16 +508,81 @@ fn eeprom_interface_read_write_reload() {
     assert_eq!(e.peek(regs::SII_CONTROL + 1), 0x82);
     assert_eq!(e.eeprom()[8..10], [0x34, 0x12]);
     e.begin_frame(10_000_000);
-    // Reload puts the new alias into 0x0012; the checksum no longer matches.
+    // Reload with the checksum no longer matching: checksum error and "not loaded"
+    // (0x0502 bits 11/12), DL status bit 0 clear, 0x0012 keeps its value.
     sii_command(&mut e, 0, 0x04, 0);
-    assert_eq!(e.peek(regs::STATION_ALIAS), 0x34);
-    assert_eq!(e.peek(regs::STATION_ALIAS + 1), 0x12);
+    assert_eq!(e.peek(regs::STATION_ALIAS), 0);
     assert_eq!(
-        e.peek(regs::SII_CONTROL + 1) & SII_CHECKSUM_ERROR,
-        SII_CHECKSUM_ERROR
+        e.peek(regs::SII_CONTROL + 1) & (SII_CHECKSUM_ERROR | SII_NOT_LOADED),
+        SII_CHECKSUM_ERROR | SII_NOT_LOADED
     );
+    assert_eq!(e.peek(regs::DL_STATUS) & 0x01, 0, "EEPROM not loaded");
     e.begin_frame(20_000_000);
     assert_eq!(e.peek(regs::SII_CONTROL + 1) & 0x87, 0);
+    // With the checksum (word 7) fixed the reload takes, but the alias is only taken
+    // over at the first load after power-on (ESC datasheet section II v3.3 2.2.2).
+    write_eeprom_checksum(&mut e);
+    e.begin_frame(30_000_000);
+    sii_command(&mut e, 0, 0x04, 0);
+    assert_eq!(
+        e.peek(regs::SII_CONTROL + 1) & (SII_CHECKSUM_ERROR | SII_NOT_LOADED),
+        0
+    );
+    assert_eq!(e.peek(regs::DL_STATUS) & 0x01, 1, "EEPROM loaded");
+    assert_eq!(e.peek(regs::STATION_ALIAS), 0, "not at a reload");
+    e.power_cycle(40_000_000);
+    assert_eq!(
+        [e.peek(regs::STATION_ALIAS), e.peek(regs::STATION_ALIAS + 1)],
+        [0x34, 0x12],
+        "at the first load after power-on"
+    );
+}
+
+#[test]
+fn a_configuration_area_with_a_bad_checksum_is_not_loaded() {
+    // The blank image's words 0..2 hold 0x004F, 0x0000, 0xDCCF and its checksum does not
+    // match: PDI control, PDI configuration, pulse length and alias keep their reset
+    // value 0 (ESC datasheet section II v3.3 2.2.2, 2.6, 2.15.4.2), 0x0502 shows the
+    // checksum error and "not loaded", DL status bit 0 "EEPROM not loaded".
+    let raw = std::fs::read(format!(
+        "{}/../../shared/testdata/eeprom/empty-eeprom.bin",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("blank image");
+    let s = crate::sii::Sii::parse_allow_blank(raw).expect("accepted");
+    let mut e = Esc::new(
+        EscConfig::for_sii(&s),
+        s,
+        Box::new(BasicApp::with_layout(vec![])),
+    );
+    for (reg, len) in [
+        (regs::PDI_CONTROL, 2),
+        (regs::PDI_CONFIG, 2),
+        (regs::DC_SYNC_PULSE_LENGTH, 2),
+        (regs::STATION_ALIAS, 2),
+    ] {
+        let mut b = vec![0xEEu8; len];
+        assert!(e.read(reg, &mut b, ReadMode::Replace));
+        assert_eq!(b, vec![0; len], "register 0x{reg:04X}");
+    }
+    assert_eq!(
+        e.peek(regs::SII_CONTROL + 1) & (SII_CHECKSUM_ERROR | SII_NOT_LOADED),
+        SII_CHECKSUM_ERROR | SII_NOT_LOADED
+    );
+    assert_eq!(e.peek(regs::DL_STATUS) & 0x03, 0);
+    // A reload does not change that.
+    e.begin_frame(0);
+    sii_command(&mut e, 0, 0x04, 0);
+    e.begin_frame(10_000_000);
+    assert_eq!(
+        [e.peek(0x0982), e.peek(0x0983)],
+        [0, 0],
+        "pulse length still 0"
+    );
+    assert_eq!(
+        e.peek(regs::SII_CONTROL + 1),
+        SII_CHECKSUM_ERROR | SII_NOT_LOADED
+    );
 }
 
 /// Reads `words` words of the EEPROM from word 0 through the SII interface as a master
@@ -652,7 +726,8 @@ fn sync_pulse_length_follows_eeprom_reload_and_power_cycle() {
     );
     assert_eq!(read_pulse_length(&mut e), Some(2000));
     // The master writes SII word 2 = 500 (5 µs): the register keeps the old value until
-    // the ESC reloads its configuration.
+    // the ESC reloads its configuration, and a reload only takes once the checksum
+    // (word 7) matches again.
     e.begin_frame(0);
     assert!(e.write(regs::SII_DATA, &500u16.to_le_bytes()));
     sii_command(&mut e, 0x01, 0x02, 0x02);
@@ -660,10 +735,19 @@ fn sync_pulse_length_follows_eeprom_reload_and_power_cycle() {
     assert_eq!(e.eeprom()[4..6], 500u16.to_le_bytes());
     assert_eq!(read_pulse_length(&mut e), Some(2000), "not before a reload");
     sii_command(&mut e, 0, 0x04, 0);
+    assert_eq!(
+        read_pulse_length(&mut e),
+        Some(2000),
+        "bad checksum: no load"
+    );
+    e.begin_frame(20_000_000);
+    write_eeprom_checksum(&mut e);
+    e.begin_frame(30_000_000);
+    sii_command(&mut e, 0, 0x04, 0);
     assert_eq!(read_pulse_length(&mut e), Some(500), "EEPROM reload");
     // Power-up loads it from the EEPROM as it is now.
-    e.begin_frame(20_000_000);
-    e.power_cycle(20_000_000);
+    e.begin_frame(40_000_000);
+    e.power_cycle(40_000_000);
     assert_eq!(read_pulse_length(&mut e), Some(500), "power cycle");
 }
 
