@@ -5,9 +5,11 @@
 
 use super::*;
 
-/// Smallest usable speed counter start: "Minimum value: 0x0080" (ESC datasheet section
-/// II table 104); smaller values written are taken as this.
+/// The usable speed counter start values: "Valid values: 0x0080 to 0x3FFF" (ESC
+/// datasheet section II v3.3 2.15.2.5, bits 14:0; bit 15 reserved). The datasheet does
+/// not say what other values do; the simulator takes them as the nearest valid one.
 const SPEED_COUNTER_START_MIN: u16 = 0x0080;
+const SPEED_COUNTER_START_MAX: u16 = 0x3FFF;
 /// The speed counter diff stays within ±(speed counter start − 0x7F) (section II
 /// table 105).
 const SPEED_COUNTER_DIFF_MARGIN: i32 = 0x7F;
@@ -26,13 +28,19 @@ const PLAUSIBLE_DEVIATION: f64 = 2e-3;
 /// Slack for the whole-ns resolution of the difference in that check.
 const PLAUSIBLE_SLACK_NS: f64 = 4.0;
 
+/// The speed counter start the loop uses for the value `start` of 0x0930: bits 14:0,
+/// within [`SPEED_COUNTER_START_MIN`]..=[`SPEED_COUNTER_START_MAX`].
+fn usable_start(start: u16) -> u16 {
+    (start & 0x7FFF).clamp(SPEED_COUNTER_START_MIN, SPEED_COUNTER_START_MAX)
+}
+
 /// The clock speed the loop applies for speed counter diff `diff` (ns per ns, positive =
 /// faster). The local copy of the system time normally advances 10 ns per 10 ns clock
 /// cycle; the loop adds 1 ns every (start − diff + 2) cycles and takes 1 ns away every
 /// (start + diff + 2) cycles, which gives the deviation formula of section II table 105:
 /// diff / (5 · (start + diff + 2) · (start − diff + 2)).
 pub fn speed_counter_speed(diff: i32, start: u16) -> f64 {
-    let s = f64::from(start.max(SPEED_COUNTER_START_MIN));
+    let s = f64::from(usable_start(start));
     let d = f64::from(diff);
     d / (5.0 * (s + d + 2.0) * (s - d + 2.0))
 }
@@ -40,7 +48,7 @@ pub fn speed_counter_speed(diff: i32, start: u16) -> f64 {
 /// The speed counter diff whose speed is nearest `speed` (the inverse of [`speed_counter_speed`]),
 /// within the register's range.
 fn diff_for(speed: f64, start: u16) -> i32 {
-    let start = start.max(SPEED_COUNTER_START_MIN);
+    let start = usable_start(start);
     let limit = i32::from(start) - SPEED_COUNTER_DIFF_MARGIN;
     // speed · 5 · (a − d²) = d with a = (start + 2)²: the root near 0, written so that it
     // stays exact for small speeds.
@@ -144,7 +152,7 @@ impl DcLoop {
         } else {
             0.0
         };
-        let start = settings.speed_counter_start.max(SPEED_COUNTER_START_MIN);
+        let start = usable_start(settings.speed_counter_start);
         // Never more phase correction in one compare interval than the difference itself.
         let phase_ns = (f64::from(start) * PHASE_NS_PER_SPEED_COUNT).max(interval_ns);
         let wanted = -deviation - self.mean_difference_ns / phase_ns;
@@ -190,7 +198,7 @@ impl Esc {
 
     fn dc_loop_settings(&self) -> LoopSettings {
         LoopSettings {
-            speed_counter_start: self.get16(regs::DC_SPEED_COUNTER_START) & 0x7FFF,
+            speed_counter_start: self.get16(regs::DC_SPEED_COUNTER_START),
             difference_depth: self.mem[usize::from(regs::DC_DIFFERENCE_FILTER_DEPTH)] & 0x0F,
             speed_depth: self.mem[usize::from(regs::DC_SPEED_FILTER_DEPTH)] & 0x0F,
         }

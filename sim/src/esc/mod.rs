@@ -777,7 +777,7 @@ impl Esc {
             self.sync_activation_written();
         }
         if self.config.chip.dc == DcUnit::Full && hit(regs::DC_START_TIME, 8) {
-            self.start_time_written();
+            self.start_time_written(from, to);
         }
         if self.config.chip.dc == DcUnit::Full && hit(regs::DC_SPEED_COUNTER_START, 2) {
             self.speed_counter_start_written();

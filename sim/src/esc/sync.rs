@@ -15,6 +15,10 @@ const ACTIVATION_SYNC1: u8 = 0x04;
 const PULSE_LENGTH_UNIT_NS: u64 = 10;
 /// A step of the 64-bit system time by half its range or more is a step backwards.
 const BACKWARDS: u64 = 1 << 63;
+/// SYNC0 cycle time: "Minimum value for cyclic operation: 60 [ns]" (ESC datasheet section
+/// II v3.3 2.15.4.11). The datasheet does not say what a smaller value does; the
+/// simulator runs such a cycle at the minimum.
+const SYNC0_CYCLE_MIN_NS: u64 = 60;
 
 /// The pulses of one SYNC signal, at system times.
 #[derive(Clone, Copy, Debug, Default)]
@@ -76,6 +80,9 @@ pub(super) struct SyncUnit {
     pulses: SyncPulses,
     /// A pulse waits for its acknowledge (pulse length 0): SYNC0, SYNC1.
     unacknowledged: [bool; 2],
+    /// The start time last written to 0x0990 (while the unit runs the register shows the
+    /// next SYNC0 pulse instead); used at the next activation.
+    written_start: u64,
 }
 
 impl SyncUnit {
@@ -98,21 +105,26 @@ fn sync1_period(sync0: u64, sync1: u64) -> u64 {
 }
 
 impl Esc {
+    /// The SYNC0 and SYNC1 cycle times in use: 0x09A0 (0 = single shot, below the
+    /// minimum taken as [`SYNC0_CYCLE_MIN_NS`]) and 0x09A4.
     fn sync_cycles(&self) -> (u64, u64) {
-        (
-            u64::from(self.get32(regs::DC_SYNC0_CYCLE)),
-            u64::from(self.get32(regs::DC_SYNC1_CYCLE)),
-        )
+        let sync0 = match u64::from(self.get32(regs::DC_SYNC0_CYCLE)) {
+            0 => 0,
+            c => c.max(SYNC0_CYCLE_MIN_NS),
+        };
+        (sync0, u64::from(self.get32(regs::DC_SYNC1_CYCLE)))
     }
 
     /// A write of the activation register 0x0981: setting bit 0 starts cyclic operation
-    /// at the start time in 0x0990 (the first SYNC0 pulse there, the first SYNC1 the SYNC1
-    /// cycle time later); clearing it stops the unit and its signals.
+    /// at the start time last written to 0x0990 ("register value is used when 0x0981[0]
+    /// has a transition to 1", ESC datasheet section II v3.3 2.15.4.9; the first SYNC0
+    /// pulse there, the first SYNC1 the SYNC1 cycle time later); clearing it stops the
+    /// unit and its signals.
     pub(super) fn sync_activation_written(&mut self) {
         let activation = self.mem[usize::from(regs::DC_SYNC_ACTIVATION)];
         let cyclic = activation & ACTIVATION_CYCLIC != 0;
         if cyclic && !self.sync.active {
-            let start = self.get64(regs::DC_START_TIME);
+            let start = self.sync.written_start;
             let (sync0, sync1) = self.sync_cycles();
             self.sync = SyncUnit {
                 active: true,
@@ -129,6 +141,7 @@ impl Esc {
                 },
                 pulses: self.sync.pulses,
                 unacknowledged: [false; 2],
+                written_start: start,
             };
         } else if !cyclic {
             self.sync.active = false;
@@ -143,13 +156,27 @@ impl Esc {
         self.update_sync();
     }
 
-    /// A write of the start time 0x0990 while cyclic operation runs does not take
-    /// ("only writable if 0x0981.0 = 0", section II table 115): the register goes on
-    /// showing the next SYNC0 pulse.
-    pub(super) fn start_time_written(&mut self) {
-        if self.sync.active {
-            self.put64(regs::DC_START_TIME, self.sync.sync0.next);
+    /// A write of (part of) the start time 0x0990..0x0997, bytes `from..to`: the
+    /// written bytes become the start time of the next activation (section II v3.3
+    /// 2.15.4.9: written, the start time; read, the next SYNC0 pulse; older issues'
+    /// table 115 said "only writable if 0x0981.0 = 0", the current one lets the write
+    /// take and uses it "when 0x0981[0] has a transition to 1"). While the unit runs the
+    /// register goes on showing the next SYNC0 pulse.
+    pub(super) fn start_time_written(&mut self, from: u32, to: u32) {
+        let mut start = self.sync.written_start.to_le_bytes();
+        for (k, byte) in start.iter_mut().enumerate() {
+            let a = u32::from(regs::DC_START_TIME) + k as u32;
+            if (from..to).contains(&a) {
+                *byte = self.mem[a as usize];
+            }
         }
+        self.sync.written_start = u64::from_le_bytes(start);
+        let shown = if self.sync.active {
+            self.sync.sync0.next
+        } else {
+            self.sync.written_start
+        };
+        self.put64(regs::DC_START_TIME, shown);
     }
 
     /// Brings the SYNC unit to the current system time: gives the pulses it passed and
@@ -182,7 +209,9 @@ impl Esc {
             .enumerate()
             {
                 if activation & bit != 0 && given[k] > 0 {
-                    *count += given[k];
+                    // Saturating: a cycle of 60 ns and a forward step of the offset by
+                    // 2^62 ns give ~10^17 pulses at once.
+                    *count = count.saturating_add(given[k]);
                     unit.unacknowledged[k] = true;
                 }
             }

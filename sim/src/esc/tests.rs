@@ -937,6 +937,35 @@ fn speed_counter_diff_means_what_the_datasheet_says() {
 }
 
 #[test]
+fn speed_counter_start_outside_its_valid_range_is_taken_as_the_nearest_valid_value() {
+    // Valid values 0x0080..=0x3FFF (ESC datasheet section II v3.3 2.15.2.5); the speed
+    // counter diff stays within ±(start − 0x7F) (2.15.2.6). A clock 10 ms ahead drives
+    // the diff to its limit.
+    for (written, start) in [
+        (0x7FFFu16, 0x3FFFi32),
+        (0xFFFF, 0x3FFF),
+        (0x4000, 0x3FFF),
+        (0x0010, 0x0080),
+        (0x0000, 0x0080),
+        (0x1000, 0x1000),
+    ] {
+        let mut e = clocked_terminal("el2889", 0, 0.0);
+        e.begin_frame(1_000_000_000);
+        assert!(e.write(regs::DC_SPEED_COUNTER_START, &written.to_le_bytes()));
+        assert!(e.write(regs::DC_SYSTEM_TIME, &990_000_000u64.to_le_bytes()));
+        assert_eq!(
+            i32::from(speed_counter_diff(&mut e)),
+            -(start - 0x7F),
+            "0x0930 = 0x{written:04X}"
+        );
+    }
+    assert_eq!(
+        speed_counter_speed(1, 0x7FFF),
+        speed_counter_speed(1, 0x3FFF)
+    );
+}
+
+#[test]
 fn time_control_loop_removes_phase_and_drift_over_compares() {
     // A terminal whose oscillator runs 100 ppm fast, 100 µs ahead of a reference clock
     // that keeps bus time; the reference's time arrives once a millisecond.
@@ -1195,14 +1224,74 @@ fn sync0_and_sync1_pulse_over_time() {
         (15 * MS, 15 * MS + 300 * US, 0, 0, pulses(3, 3)),
         "12, 13, 14 ms and 12.3, 13.3, 14.3 ms"
     );
-    // The start time cannot be written while cyclic operation runs: the write counts
-    // but 0x0990 goes on showing the next SYNC0 pulse.
-    assert!(e.write(regs::DC_START_TIME, &0u64.to_le_bytes()));
+    // A start time written while cyclic operation runs counts and is kept for the next
+    // activation, but 0x0990 goes on showing the next SYNC0 pulse.
+    assert!(e.write(regs::DC_START_TIME, &(30 * MS).to_le_bytes()));
     assert_eq!(read64(&mut e, regs::DC_START_TIME), 15 * MS);
     // Switched off: no more pulses, no status.
     assert!(e.write(regs::DC_SYNC_ACTIVATION, &[0]));
     let (_, _, s0, s1, p) = sync_at(&mut e, 20 * MS);
     assert_eq!((s0, s1, p), (0, 0, pulses(3, 3)));
+    // Switched on again without a new write: the start time written while it ran is
+    // used ("register value is used when 0x0981[0] has a transition to 1", ESC
+    // datasheet section II v3.3 2.15.4.9).
+    assert!(e.write(regs::DC_SYNC_ACTIVATION, &[0x07]));
+    let (next0, _, _, _, p) = sync_at(&mut e, 29 * MS);
+    assert_eq!((next0, p), (30 * MS, pulses(3, 3)));
+    let (next0, _, _, _, p) = sync_at(&mut e, 31 * MS + 500 * US);
+    assert_eq!(
+        (next0, p),
+        (32 * MS, pulses(5, 5)),
+        "30, 31 ms and 30.3, 31.3 ms"
+    );
+}
+
+#[test]
+fn a_start_time_written_in_parts_while_running_is_used_at_reactivation() {
+    let mut e = terminal_on_bus_time("el7041");
+    program_sync(&mut e, 10 * MS, 12 * MS, MS as u32, 0, 0x03);
+    assert_eq!(sync_at(&mut e, 12 * MS + 500 * US).4, pulses(1, 0));
+    // The master writes the low half, then the high half of a start time far ahead,
+    // in separate frames, while the unit runs.
+    let start = (1u64 << 32) + 7 * MS;
+    assert!(e.write(regs::DC_START_TIME, &(start as u32).to_le_bytes()));
+    assert!(e.write(
+        regs::DC_START_TIME + 4,
+        &((start >> 32) as u32).to_le_bytes()
+    ));
+    assert_eq!(read64(&mut e, regs::DC_START_TIME), 13 * MS, "next pulse");
+    assert!(e.write(regs::DC_SYNC_ACTIVATION, &[0]));
+    assert!(e.write(regs::DC_SYNC_ACTIVATION, &[0x03]));
+    let (next0, _, _, _, p) = sync_at(&mut e, 20 * MS);
+    assert_eq!((next0, p), (start, pulses(1, 0)), "the written start time");
+}
+
+#[test]
+fn hostile_sync_settings_neither_overflow_nor_run_faster_than_the_minimum_cycle() {
+    // SYNC0 cycle 1 ns, below the 60 ns minimum for cyclic operation (ESC datasheet
+    // section II v3.3 2.15.4.11): it runs at 60 ns.
+    let mut e = terminal_on_bus_time("el7041");
+    program_sync(&mut e, 10 * MS, 10 * MS + 100, 1, 0, 0x03);
+    assert_eq!(
+        read64(&mut e, regs::DC_SYNC0_CYCLE) as u32,
+        1,
+        "kept as written"
+    );
+    let (next0, _, _, _, p) = sync_at(&mut e, 10 * MS + 700);
+    assert_eq!(p.sync0, 11, "pulses at +100, +160, ..., +700 ns");
+    assert_eq!(next0, 10 * MS + 760);
+    // The offset stepped forward by 2^62 ns again and again: ~10^17 pulses each time; the
+    // count saturates instead of overflowing.
+    let mut now = 10 * MS + 700;
+    let mut offset = 0u64;
+    for _ in 0..300 {
+        now += 1_000;
+        offset = offset.wrapping_add(1 << 62);
+        e.begin_frame(now);
+        assert!(e.write(regs::DC_SYSTEM_OFFSET, &offset.to_le_bytes()));
+    }
+    e.begin_frame(now + 1_000);
+    assert_eq!(e.sync_pulses().sync0, u64::MAX);
 }
 
 #[test]
