@@ -184,6 +184,16 @@ impl Esc {
             .wrapping_add(self.get64(regs::DC_SYSTEM_OFFSET))
     }
 
+    /// The local copy of the system time when the frame being processed passed the
+    /// reference clock: the system time at the frame's start here less the propagation
+    /// delay 0x0928 (ESC datasheet section II v3.3 2.15.2.1, "ECAT read access ...
+    /// including system time delay"; section I table 30). An EtherCAT read of 0x0910
+    /// gives it, and a write of 0x0910 is compared with it.
+    pub(super) fn time_at_reference(&self) -> u64 {
+        let delay = u64::from(self.get32(regs::DC_SYSTEM_DELAY));
+        self.system_time(self.now_ns).wrapping_sub(delay)
+    }
+
     pub(super) fn latch_receive_times(&mut self) {
         let t0 = self.local_time(self.now_ns);
         self.put32(regs::DC_RECV_TIME_PORT0, t0 as u32);
@@ -233,17 +243,16 @@ impl Esc {
     }
 
     /// A write of 0x0910: the received system time of the reference clock goes to the time
-    /// control loop (section I 9.1.5): its lower 32 bits are compared with the local
-    /// copy of the system time at the frame's start less the propagation delay 0x0928.
+    /// control loop (section I 9.1.5): its lower 32 bits are compared with
+    /// [`Esc::time_at_reference`]. The register then reads that time again.
     pub(super) fn system_time_written(&mut self) {
         let received = self.get32(regs::DC_SYSTEM_TIME);
-        let delay = self.get32(regs::DC_SYSTEM_DELAY);
-        let local = self.system_time(self.now_ns) as u32;
-        let difference = i64::from(local.wrapping_sub(delay).wrapping_sub(received) as i32);
+        let local = self.time_at_reference() as u32;
+        let difference = i64::from(local.wrapping_sub(received) as i32);
         let settings = self.dc_loop_settings();
         self.dc_loop.compare(self.now_ns, difference, settings);
         self.show_dc_loop();
-        let now = self.system_time(self.now_ns);
-        self.put64(regs::DC_SYSTEM_TIME, now);
+        let shown = self.time_at_reference();
+        self.put64(regs::DC_SYSTEM_TIME, shown);
     }
 }

@@ -726,12 +726,8 @@ impl Esc {
     fn refresh_dynamic(&mut self, from: u32, to: u32) {
         let hit = |a: u16, len: u32| from < u32::from(a) + len && u32::from(a) < to;
         if self.config.chip.dc == DcUnit::Full && hit(regs::DC_SYSTEM_TIME, 8) {
-            // An EtherCAT read gives the local copy of the system time when the frame
-            // passed the reference clock (section II table 100): the time at the frame's
-            // start here less the propagation delay 0x0928, so one frame reads the same
-            // value from every synchronised clock.
-            let delay = u64::from(self.get32(regs::DC_SYSTEM_DELAY));
-            let t = self.system_time(self.now_ns).wrapping_sub(delay);
+            // One frame reads the same value from every synchronised clock.
+            let t = self.time_at_reference();
             self.put64(regs::DC_SYSTEM_TIME, t);
         }
         if hit(regs::SII_CONTROL, 2) {

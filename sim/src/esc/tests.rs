@@ -894,6 +894,15 @@ fn dc_drift_offset_and_latch() {
     assert!(e.write(regs::DC_SYSTEM_DELAY, &700u32.to_le_bytes()));
     e.read(regs::DC_SYSTEM_TIME, &mut t, ReadMode::Replace);
     assert_eq!(u64::from_le_bytes(t), 1_000_100_000 - 700);
+    // A write is compared with that same time (here equal: no difference) and leaves it
+    // in the register.
+    assert!(e.write(
+        regs::DC_SYSTEM_TIME,
+        &(1_000_100_000u64 - 700).to_le_bytes()
+    ));
+    assert_eq!(difference_register(&mut e), (0, true));
+    let held: Vec<u8> = (0..8).map(|k| e.peek(regs::DC_SYSTEM_TIME + k)).collect();
+    assert_eq!(held, (1_000_100_000u64 - 700).to_le_bytes());
     assert!(e.write(regs::DC_SYSTEM_DELAY, &0u32.to_le_bytes()));
     // Latch: port 0 time (32 bit) and the EPU's 64-bit time.
     assert!(e.write(regs::DC_RECV_TIME_PORT0, &[0; 4]));
