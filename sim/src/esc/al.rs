@@ -129,13 +129,15 @@ impl Esc {
         self.load_send_mailbox();
     }
 
-    /// Power-cycles the terminal: outputs safe, registers to reset values, INIT.
+    /// Power-cycles the terminal: outputs safe, registers to reset values, INIT, the local
+    /// DC clock restarting from 0.
     pub fn power_cycle(&mut self, now_ns: u64) {
         self.now_ns = self.now_ns.max(now_ns);
         self.app.outputs_safe(self.now_ns);
         self.app.power_cycled(self.now_ns);
         let from = self.state;
         self.reset_registers();
+        self.clock_restarted_at = Some(self.now_ns);
         if from != AlState::Init {
             self.app.state_changed(self.now_ns, from, AlState::Init);
         }

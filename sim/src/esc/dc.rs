@@ -168,12 +168,18 @@ impl Esc {
     // ----- distributed clocks --------------------------------------------------------
 
     /// The terminal's local clock at bus time `now_ns`: its power-on offset, its
-    /// oscillator's drift, and the time control loop's correction.
+    /// oscillator's drift, and the time control loop's correction. A power cycle
+    /// restarts it from 0, as an ESC's local time counter starts at reset.
     pub fn local_time(&self, now_ns: u64) -> u64 {
-        let drift = (now_ns as f64 * self.config.drift_ppm * 1e-6) as i64;
+        let (origin_bus, origin_local) = match self.clock_restarted_at {
+            Some(at) => (at, 0),
+            None => (0, self.config.clock_start_ns.unwrap_or(0)),
+        };
+        let since = now_ns.wrapping_sub(origin_bus) as i64;
+        let drift = (since as f64 * self.config.drift_ppm * 1e-6) as i64;
         let correction = self.dc_loop.correction_at(now_ns).round() as i64;
-        (self.config.clock_start_ns.unwrap_or(0) as i64)
-            .wrapping_add(now_ns as i64)
+        (origin_local as i64)
+            .wrapping_add(since)
             .wrapping_add(drift)
             .wrapping_add(correction) as u64
     }

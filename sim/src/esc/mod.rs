@@ -182,6 +182,9 @@ pub struct Esc {
     alias_loaded: bool,
     wd_last_ns: Option<u64>,
     dc_loop: dc::DcLoop,
+    /// The bus time of the last power cycle: the local clock restarted from 0 then.
+    /// `None`: it runs from power-on, [`EscConfig::clock_start_ns`] at bus time 0.
+    clock_restarted_at: Option<u64>,
     sync: sync::SyncUnit,
     downstream_rtt_ns: u64,
     links: [bool; 4],
@@ -225,6 +228,7 @@ impl Esc {
             alias_loaded: false,
             wd_last_ns: None,
             dc_loop: dc::DcLoop::default(),
+            clock_restarted_at: None,
             sync: sync::SyncUnit::default(),
             downstream_rtt_ns: 0,
             links: [true, false, false, false],

@@ -1048,6 +1048,25 @@ fn system_time_difference_sets_bit_31_when_the_local_copy_is_not_behind() {
 }
 
 #[test]
+fn power_cycle_restarts_the_local_clock_from_zero() {
+    // Powered up 5 µs before bus time 0, running 100 ppm fast.
+    let mut e = clocked_terminal("el2889", 5_000, 100.0);
+    e.begin_frame(1_000_000_000);
+    assert_eq!(e.local_time(1_000_000_000), 1_000_105_000);
+    e.power_cycle(1_000_000_000);
+    assert_eq!(e.local_time(1_000_000_000), 0);
+    // 10 ms later: 10 ms and its 100 ppm, read over EtherCAT as the system time (offset
+    // and delay back at 0) and latched as the port 0 receive time.
+    let later = 1_010_000_000;
+    e.begin_frame(later);
+    assert_eq!(read64(&mut e, regs::DC_SYSTEM_TIME), 10_001_000);
+    assert!(e.write(regs::DC_RECV_TIME_PORT0, &[0; 4]));
+    let mut p = [0u8; 4];
+    assert!(e.read(regs::DC_RECV_TIME_PORT0, &mut p, ReadMode::Replace));
+    assert_eq!(u32::from_le_bytes(p), 10_001_000);
+}
+
+#[test]
 fn power_cycle_resets_registers() {
     let (mut e, seen) = firmware_terminal();
     assert!(e.write(regs::STATION_ADDRESS, &[0x05, 0x10]));
