@@ -50,11 +50,54 @@ pub struct FaultSettings {
     pub silent_from: Option<usize>,
 }
 
+/// Which cables are in: the part of [`FaultSettings`] that changes the segment's links.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cables {
+    /// The master's cable is pulled ([`FaultSettings::link_down`]).
+    pub link_down: bool,
+    /// The cable into this terminal is cut ([`FaultSettings::silent_from`]).
+    pub silent_from: Option<usize>,
+}
+
+impl FaultSettings {
+    /// The cables these settings leave in.
+    pub fn cables(&self) -> Cables {
+        Cables {
+            link_down: self.link_down,
+            silent_from: self.silent_from,
+        }
+    }
+}
+
+/// How many cable changes are kept until the segment takes them; beyond, the latest
+/// replaces the last one kept (a port's lost-link counter saturates at 255 anyway).
+const MAX_CABLE_CHANGES: usize = 256;
+
 #[derive(Debug)]
 struct FaultState {
     settings: FaultSettings,
     pending: Vec<(usize, TerminalFault)>,
+    /// Every change of the cables since the segment last looked, in order: a cable
+    /// pulled and plugged back between two frames still costs the link once.
+    cable_changes: Vec<Cables>,
     rng: u64,
+}
+
+impl FaultState {
+    /// Changes the settings with `change` and records the cables if they changed.
+    fn change(&mut self, change: impl FnOnce(&mut FaultSettings)) {
+        let before = self.settings.cables();
+        change(&mut self.settings);
+        let after = self.settings.cables();
+        if after == before {
+            return;
+        }
+        if self.cable_changes.len() < MAX_CABLE_CHANGES {
+            self.cable_changes.push(after);
+        } else if let Some(last) = self.cable_changes.last_mut() {
+            *last = after;
+        }
+    }
 }
 
 /// A shareable, run-time switchable set of faults.
@@ -95,6 +138,7 @@ impl Faults {
             inner: Arc::new(Mutex::new(FaultState {
                 settings: FaultSettings::default(),
                 pending: Vec::new(),
+                cable_changes: Vec::new(),
                 rng: seed | 1,
             })),
             armed: Arc::new(AtomicBool::new(false)),
@@ -116,7 +160,7 @@ impl Faults {
 
     /// Replaces all settings.
     pub fn set(&self, settings: FaultSettings) {
-        self.lock().settings = settings;
+        self.lock().change(|s| *s = settings);
     }
 
     /// Loses a fraction (0..1) of frames.
@@ -144,14 +188,14 @@ impl Faults {
 
     /// Pulls or plugs the cable at the master.
     pub fn set_link_down(&self, down: bool) {
-        self.lock().settings.link_down = down;
+        self.lock().change(|s| s.link_down = down);
     }
 
     /// Makes the terminal at `position` (and every one after it) stop answering, as if the
     /// cable into its port 0 were cut (see [`FaultSettings::silent_from`]); `None`
     /// restores them.
     pub fn set_silent_from(&self, position: Option<usize>) {
-        self.lock().settings.silent_from = position;
+        self.lock().change(|s| s.silent_from = position);
     }
 
     /// Queues a one-shot action on the terminal at `position`.
@@ -162,6 +206,12 @@ impl Faults {
     /// Removes and returns the queued one-shot actions.
     pub fn take_pending(&self) -> Vec<(usize, TerminalFault)> {
         std::mem::take(&mut self.lock().pending)
+    }
+
+    /// Removes and returns the cable changes since the last call, oldest first: the
+    /// segment goes through each, so a link lost and back before it looked is counted.
+    pub fn take_cable_changes(&self) -> Vec<Cables> {
+        std::mem::take(&mut self.lock().cable_changes)
     }
 
     /// Decides the fate of one frame (link state and silent terminals are read separately
@@ -217,8 +267,9 @@ impl std::ops::DerefMut for FaultGuard<'_> {
 
 impl Drop for FaultGuard<'_> {
     fn drop(&mut self) {
-        let armed =
-            self.state.settings != FaultSettings::default() || !self.state.pending.is_empty();
+        let armed = self.state.settings != FaultSettings::default()
+            || !self.state.pending.is_empty()
+            || !self.state.cable_changes.is_empty();
         self.armed.store(armed, Ordering::Release);
     }
 }
@@ -269,6 +320,41 @@ mod tests {
         assert!(f.any());
         assert_eq!(f.take_pending().len(), 1);
         assert!(!f.any());
+    }
+
+    #[test]
+    fn cable_changes_are_kept_in_order_until_taken() {
+        let f = Faults::default();
+        f.set_link_down(true);
+        f.set_link_down(true);
+        f.set_drop_ratio(0.5);
+        f.set_link_down(false);
+        f.set_silent_from(Some(2));
+        f.set(FaultSettings::default());
+        assert!(f.any(), "changes wait for the segment");
+        let down = Cables {
+            link_down: true,
+            silent_from: None,
+        };
+        let silent = Cables {
+            link_down: false,
+            silent_from: Some(2),
+        };
+        assert_eq!(
+            f.take_cable_changes(),
+            vec![down, Cables::default(), silent, Cables::default()]
+        );
+        assert!(f.take_cable_changes().is_empty());
+        assert!(!f.any());
+        // Bounded: beyond the limit the latest replaces the last one kept.
+        for _ in 0..1000 {
+            f.set_link_down(true);
+            f.set_link_down(false);
+        }
+        f.set_link_down(true);
+        let changes = f.take_cable_changes();
+        assert_eq!(changes.len(), MAX_CABLE_CHANGES);
+        assert_eq!(changes.last(), Some(&down));
     }
 
     #[test]

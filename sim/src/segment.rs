@@ -315,20 +315,35 @@ impl Segment {
         }
     }
 
-    /// Advances every terminal's time without a frame (watchdogs, EEPROM busy).
+    /// Advances every terminal's time without a frame (watchdogs, EEPROM busy), after
+    /// applying any cable change (a link lost meanwhile is counted without a frame).
     pub fn advance(&mut self, now_ns: u64) {
+        if self.faults.any() {
+            self.apply_cable_changes();
+        }
         for (i, t) in self.terminals.iter_mut().enumerate() {
             t.advance(now_ns + self.wire.arrival_offset_ns(i));
         }
     }
 
-    fn apply_faults(&mut self, now_ns: u64) {
-        let settings = self.faults.settings();
-        if settings.silent_from != self.silent_from || settings.link_down != self.link_down {
-            self.silent_from = settings.silent_from;
-            self.link_down = settings.link_down;
-            self.update_topology();
+    /// Goes through the cable changes of the fault handle in order, each moving the
+    /// terminals' links (and lost-link counters), then makes sure the links follow the
+    /// settings in force (a handle given by [`Segment::set_faults`] may have changed
+    /// before this segment saw it).
+    fn apply_cable_changes(&mut self) {
+        let changes = self.faults.take_cable_changes();
+        let now = self.faults.settings().cables();
+        for cables in changes.into_iter().chain([now]) {
+            if cables.silent_from != self.silent_from || cables.link_down != self.link_down {
+                self.silent_from = cables.silent_from;
+                self.link_down = cables.link_down;
+                self.update_topology();
+            }
         }
+    }
+
+    fn apply_faults(&mut self, now_ns: u64) {
+        self.apply_cable_changes();
         for (pos, fault) in self.faults.take_pending() {
             let Some(t) = self.terminals.get_mut(pos) else {
                 continue;

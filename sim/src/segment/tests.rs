@@ -398,6 +398,32 @@ fn lost_links_are_counted_by_the_port_that_lost_them() {
 }
 
 #[test]
+fn a_link_lost_and_back_without_a_frame_in_between_is_counted() {
+    let mut seg = bus(&["ek1100", "el2828", "el2889"]);
+    let faults = seg.faults();
+    let lost = |seg: &Segment, i: usize| error_counters(seg, i)[0x10..0x14].to_vec();
+    // Pulled and plugged back between two frames, twice, then a cable cut and mended:
+    // the next frame finds every change counted.
+    for _ in 0..2 {
+        faults.set_link_down(true);
+        faults.set_link_down(false);
+    }
+    faults.set_silent_from(Some(1));
+    faults.set_silent_from(None);
+    exchange(&mut seg, &[(BRD, 0, 0, vec![0])], 0);
+    assert_eq!(lost(&seg, 0), vec![2, 1, 0, 0]);
+    assert_eq!(lost(&seg, 1), vec![1, 0, 0, 0]);
+    // Without any frame: time passing (a server's idle tick) applies them as well.
+    faults.set_link_down(true);
+    seg.advance(1_000_000);
+    faults.set_link_down(false);
+    seg.advance(2_000_000);
+    assert_eq!(lost(&seg, 0), vec![3, 1, 0, 0]);
+    let dl = seg.terminal(0).expect("t0").peek(0x0110);
+    assert_eq!(dl & 0x10, 0x10, "port 0 link back");
+}
+
+#[test]
 fn a_silent_terminal_stays_powered_and_keeps_its_state() {
     // `silent` cuts the cable into a terminal: it keeps its station address, AL state and
     // registers, its time runs on (its port 0 shows no link meanwhile), and it answers
