@@ -10,7 +10,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// EtherType of EtherCAT frames. ETG.1000.4 section 5.2.
 pub const ETHERTYPE_ETHERCAT: u16 = 0x88A4;
@@ -26,6 +26,11 @@ pub enum ServeError {
     /// The interface does not exist.
     #[error("interface {0:?} does not exist")]
     NoInterface(String),
+    /// The idle tick is too short to serve with.
+    #[error(
+        "idle tick {0:?} is shorter than {MIN_IDLE_TICK:?}: the server would spin (and a receive timeout of 0 waits forever)"
+    )]
+    IdleTickTooShort(Duration),
     /// A system call failed.
     #[error("{what} on interface {interface:?}: {source}")]
     Sys {
@@ -366,28 +371,81 @@ pub fn realtime_ns() -> u64 {
 /// How often the server wakes up without frames to let timers (watchdogs) run.
 pub const IDLE_TICK: Duration = Duration::from_millis(5);
 
+/// The shortest idle tick [`serve_with_idle_tick`] takes: the socket's receive timeout
+/// (SO_RCVTIMEO) counts in microseconds, and 0 means waiting forever.
+pub const MIN_IDLE_TICK: Duration = Duration::from_micros(1);
+
+/// A held reply due within this much of now goes out at once: waiting for so short a
+/// time costs about as much in wake-up latency.
+pub const SEND_AHEAD: Duration = Duration::from_micros(10);
+
+/// The timer slack of the serving thread while it serves (prctl PR_SET_TIMERSLACK): the
+/// default 50 µs would add up to that much to every wait for a held reply.
+const SERVE_TIMER_SLACK_NS: libc::c_ulong = 1_000;
+
+/// When the reply to a frame falls due: `delay` after the frame arrived, so the time
+/// processing took counts towards it. `rx_ns` is the frame's kernel receive time on
+/// CLOCK_REALTIME; `now` and `now_ns` are the monotonic and the realtime clock read
+/// together. A receive time ahead of `now_ns` (the realtime clock stepped back) counts
+/// as now. `None`: beyond the monotonic clock's range.
+pub fn reply_due(now: Instant, now_ns: u64, rx_ns: u64, delay: Duration) -> Option<Instant> {
+    let since_arrival = Duration::from_nanos(now_ns.saturating_sub(rx_ns));
+    let arrived = now.checked_sub(since_arrival).unwrap_or(now);
+    arrived.checked_add(delay)
+}
+
+/// The calling thread's timer slack set to [`SERVE_TIMER_SLACK_NS`]; the previous one
+/// is restored on drop.
+struct TimerSlack {
+    previous: Option<libc::c_ulong>,
+}
+
+impl TimerSlack {
+    fn tighten() -> TimerSlack {
+        // SAFETY: PR_GET_TIMERSLACK takes no pointer; it returns the slack or -1.
+        let previous = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK) };
+        if previous <= 0 {
+            return TimerSlack { previous: None };
+        }
+        // SAFETY: PR_SET_TIMERSLACK takes an integer; it only affects this thread.
+        let r = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, SERVE_TIMER_SLACK_NS) };
+        TimerSlack {
+            previous: (r == 0).then_some(previous as libc::c_ulong),
+        }
+    }
+}
+
+impl Drop for TimerSlack {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous {
+            // SAFETY: as in `tighten`.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, previous) };
+        }
+    }
+}
+
 /// Replies held back by their delay, released in the order they fall due (replies due
 /// at the same instant in the order they were held).
 #[derive(Debug, Default)]
 pub struct HeldReplies {
     /// (due, frame), sorted by due time.
-    queue: std::collections::VecDeque<(std::time::Instant, Vec<u8>)>,
+    queue: std::collections::VecDeque<(Instant, Vec<u8>)>,
 }
 
 impl HeldReplies {
     /// Holds `frame` until `due`.
-    pub fn hold(&mut self, due: std::time::Instant, frame: Vec<u8>) {
+    pub fn hold(&mut self, due: Instant, frame: Vec<u8>) {
         let at = self.queue.partition_point(|(d, _)| *d <= due);
         self.queue.insert(at, (due, frame));
     }
 
     /// When the next held reply falls due.
-    pub fn next_due(&self) -> Option<std::time::Instant> {
+    pub fn next_due(&self) -> Option<Instant> {
         self.queue.front().map(|(d, _)| *d)
     }
 
     /// Takes the next reply due at or before `now`.
-    pub fn take_due(&mut self, now: std::time::Instant) -> Option<Vec<u8>> {
+    pub fn take_due(&mut self, now: Instant) -> Option<Vec<u8>> {
         if self.next_due()? <= now {
             self.queue.pop_front().map(|(_, f)| f)
         } else {
@@ -421,8 +479,23 @@ pub fn serve(
     serve_with_idle_tick(interface, stop, IDLE_TICK, process, idle)
 }
 
-/// [`serve`] with `idle` running every `idle_tick` without frames. A held reply goes out
-/// when it falls due: the wait for the next frame ends then, not at the next tick.
+/// Sends every held reply due within [`SEND_AHEAD`] of now, in the order they fall due.
+fn send_due(
+    socket: &EthercatSocket,
+    held: &mut HeldReplies,
+    stats: &mut ServeStats,
+) -> Result<(), ServeError> {
+    while let Some(frame) = held.take_due(Instant::now() + SEND_AHEAD) {
+        socket.send(&frame)?;
+        stats.sent += 1;
+    }
+    Ok(())
+}
+
+/// [`serve`] with `idle` running every `idle_tick` (at least [`MIN_IDLE_TICK`]) without
+/// frames. A held reply goes out when it falls due, its delay counted from the frame's
+/// arrival ([`reply_due`]): the wait for the next frame ends then, not at the next tick.
+/// While serving, the calling thread's timer slack is 1 µs.
 pub fn serve_with_idle_tick(
     interface: &str,
     stop: &Arc<AtomicBool>,
@@ -430,23 +503,23 @@ pub fn serve_with_idle_tick(
     mut process: impl FnMut(&[u8], u64) -> Option<Reply>,
     mut idle: impl FnMut(u64),
 ) -> Result<ServeStats, ServeError> {
+    if idle_tick < MIN_IDLE_TICK {
+        return Err(ServeError::IdleTickTooShort(idle_tick));
+    }
     let _xdp = XdpPass::attach(interface)?;
     let socket = EthercatSocket::open(interface, idle_tick)?;
+    let _slack = TimerSlack::tighten();
     let mut stats = ServeStats::default();
     let mut held = HeldReplies::default();
-    let mut last_idle = std::time::Instant::now();
+    let mut last_idle = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let mut now = std::time::Instant::now();
-        while let Some(frame) = held.take_due(now) {
-            socket.send(&frame)?;
-            stats.sent += 1;
-            now = std::time::Instant::now();
-        }
+        send_due(&socket, &mut held, &mut stats)?;
+        let now = Instant::now();
         let next_idle = last_idle + idle_tick;
         let wake = held.next_due().map_or(next_idle, |due| due.min(next_idle));
         let Some(rx) = socket.recv_within(wake.saturating_duration_since(now))? else {
-            if std::time::Instant::now() >= next_idle {
-                last_idle = std::time::Instant::now();
+            if Instant::now() >= next_idle {
+                last_idle = Instant::now();
                 idle(realtime_ns());
             }
             continue;
@@ -464,8 +537,11 @@ pub fn serve_with_idle_tick(
             }
             Some(reply) => {
                 let delay = Duration::from_nanos(reply.delay_ns);
-                match std::time::Instant::now().checked_add(delay) {
-                    Some(due) => held.hold(due, reply.frame),
+                match reply_due(Instant::now(), realtime_ns(), time, delay) {
+                    Some(due) => {
+                        held.hold(due, reply.frame);
+                        send_due(&socket, &mut held, &mut stats)?;
+                    }
                     // Due beyond the clock's range: it would never go out.
                     None => stats.dropped += 1,
                 }
@@ -549,10 +625,14 @@ pub fn bus_processor(bus: crate::topology::BuiltBus) -> BusProcessor {
     }
 }
 
+/// The longest reply delay the `delay` fault command takes: replies held longer would
+/// only pile up in the server (every frame of that time is held at once).
+pub const MAX_FAULT_DELAY: Duration = Duration::from_secs(10);
+
 /// Applies one fault-injection command to `faults` and returns what is now in force.
 ///
 /// Commands (one per line): `drop RATIO`, `corrupt RATIO [POSITION]`,
-/// `delay RATIO MICROSECONDS`,
+/// `delay RATIO MICROSECONDS` (at most [`MAX_FAULT_DELAY`]),
 /// `link down|up`, `silent POSITION|none`, `power-cycle POSITION`,
 /// `fall-back POSITION init|preop|safeop CODE` (code in hex, e.g. 0x001A), `clear`, `show`.
 /// Ratios are fractions 0..1 of frames; positions count terminals from 0.
@@ -595,10 +675,14 @@ pub fn apply_fault_command(faults: &crate::fault::Faults, line: &str) -> Result<
                 .ok_or("missing delay in microseconds")?
                 .parse()
                 .map_err(|_| "delay must be whole microseconds".to_string())?;
-            let ns = us
-                .checked_mul(1000)
-                .ok_or_else(|| format!("delay of {us} µs is too long"))?;
-            faults.set_delay(r, ns);
+            let max_us = MAX_FAULT_DELAY.as_micros();
+            if u128::from(us) > max_us {
+                return Err(format!(
+                    "delay of {us} µs is too long: at most {max_us} µs ({} s)",
+                    MAX_FAULT_DELAY.as_secs()
+                ));
+            }
+            faults.set_delay(r, us * 1000);
         }
         ["link", "down"] => faults.set_link_down(true),
         ["link", "up"] => faults.set_link_down(false),
@@ -706,6 +790,47 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_is_due_its_delay_after_the_frame_arrived() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let rx = 1_700_000_000_000_000_000u64;
+        // Processing took 3 ms: the reply is due 5 ms after arrival, 2 ms from now.
+        let now = t0 + ms(3);
+        let now_ns = rx + 3_000_000;
+        assert_eq!(reply_due(now, now_ns, rx, ms(5)), Some(t0 + ms(5)));
+        // Processing took longer than the delay: due already.
+        assert_eq!(
+            reply_due(t0 + ms(8), rx + 8_000_000, rx, ms(5)),
+            Some(t0 + ms(5))
+        );
+        // A receive time after now (the realtime clock stepped back) counts as now.
+        assert_eq!(reply_due(now, rx - 1, rx, ms(5)), Some(now + ms(5)));
+        assert_eq!(reply_due(now, now_ns, rx, Duration::MAX), None);
+        // Held in the order they fall due: a later frame whose short delay makes it due
+        // first goes first.
+        let mut h = HeldReplies::default();
+        h.hold(reply_due(now, now_ns, rx, ms(9)).expect("due"), vec![1]);
+        let later = reply_due(t0 + ms(6), rx + 6_000_000, rx + 1_000_000, ms(2));
+        h.hold(later.expect("due"), vec![2]);
+        assert_eq!(h.take_due(t0 + ms(9)), Some(vec![2]));
+        assert_eq!(h.take_due(t0 + ms(9)), Some(vec![1]));
+    }
+
+    #[test]
+    fn an_idle_tick_under_a_microsecond_is_refused() {
+        let stop = Arc::new(AtomicBool::new(true));
+        for tick in [Duration::ZERO, Duration::from_nanos(999)] {
+            let e = serve_with_idle_tick("lo", &stop, tick, |_, _| None, |_| {})
+                .expect_err("too short");
+            assert!(
+                matches!(e, ServeError::IdleTickTooShort(t) if t == tick),
+                "{e}"
+            );
+            assert!(e.to_string().contains("shorter than 1µs"), "{e}");
+        }
+    }
+
+    #[test]
     fn fault_commands_change_the_settings() {
         let f = crate::fault::Faults::default();
         apply_fault_command(&f, "drop 0.25").expect("drop");
@@ -731,9 +856,16 @@ mod tests {
         assert_eq!(f.take_pending().len(), 1);
         assert!(apply_fault_command(&f, "drop 2").is_err());
         assert!(apply_fault_command(&f, "drop NaN").is_err());
-        // A delay whose nanoseconds overflow is refused, the settings stay.
-        let e = apply_fault_command(&f, "delay 0.5 18446744073709551615").expect_err("overflow");
-        assert!(e.contains("too long"), "{e}");
+        // A delay beyond 10 s (or whose nanoseconds overflow) is refused, the settings
+        // stay; 10 s itself is taken.
+        for us in ["18446744073709551615", "10000001"] {
+            let e = apply_fault_command(&f, &format!("delay 0.5 {us}")).expect_err("too long");
+            assert!(e.contains("too long") && e.contains("10000000 µs"), "{e}");
+            assert_eq!(f.settings().delay_ns, 200_000);
+        }
+        apply_fault_command(&f, "delay 0.5 10000000").expect("10 s");
+        assert_eq!(f.settings().delay_ns, 10_000_000_000);
+        apply_fault_command(&f, "delay 0.5 200").expect("delay");
         assert!(apply_fault_command(&f, "delay 0.5 -1").is_err());
         assert_eq!(f.settings().delay_ns, 200_000);
         assert!(apply_fault_command(&f, "fall-back 2 safeop 0x10000").is_err());

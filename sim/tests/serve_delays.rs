@@ -1,7 +1,7 @@
 //! Serving on an interface: a reply held back by an injected delay goes out when it falls
-//! due, although no further frame arrives and the server's idle tick is an hour away; a
-//! topology with `[wire_time]` is served with its delays; replies still held when the
-//! server stops are counted.
+//! due, although no further frame arrives and the server's idle tick is an hour away, its
+//! delay counted from the frame's arrival; a topology with `[wire_time]` is served with
+//! its delays; replies still held when the server stops are counted.
 //!
 //! Needs root (veth pair, AF_PACKET, XDP): fails, does not skip, without it.
 
@@ -61,12 +61,12 @@ impl Served {
     /// Serves the bus of `topology` (TOML text, paths relative to `configs/sim`) with an
     /// idle tick of [`IDLE_TICK`], and waits until it answers.
     fn start(topology: &str) -> Served {
-        Served::start_holding(topology, |_| None)
+        Served::start_adjusting(topology, |_, _| {})
     }
 
-    /// [`Served::start`], holding back the reply to each frame for which `hold` gives a
-    /// time (ns) instead of the delay the bus gives it.
-    fn start_holding(topology: &str, hold: fn(&[u8]) -> Option<u64>) -> Served {
+    /// [`Served::start`], letting `adjust` change the reply to each frame (its delay) or
+    /// take its time, after the bus processed it.
+    fn start_adjusting(topology: &str, adjust: fn(&[u8], &mut serve::Reply)) -> Served {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/sim");
         let topology = Topology::parse(topology, &dir.join("inline.toml"), &dir).expect("topology");
         let processor = serve::bus_processor(topology.build().expect("bus"));
@@ -83,9 +83,7 @@ impl Served {
                     IDLE_TICK,
                     |frame, t| {
                         let mut reply = processor.borrow_mut().process(frame, t)?;
-                        if let Some(ns) = hold(frame) {
-                            reply.delay_ns = ns;
-                        }
+                        adjust(frame, &mut reply);
                         Some(reply)
                     },
                     |now| processor.borrow_mut().idle(now),
@@ -153,9 +151,13 @@ fn a_delayed_reply_goes_out_when_due_without_another_frame() {
 fn replies_still_held_when_the_server_stops_are_counted() {
     // The replies to the frames tagged 1 and 2 are held back a minute, every other one
     // goes out at once: once the reply to 3 is back, the server holds the other two.
-    let bus = Served::start_holding(
+    let bus = Served::start_adjusting(
         "[[terminal]]\neeprom = \"../../../shared/testdata/eeprom/ek1100.bin\"\n",
-        |frame| matches!(tag(frame), 0x0001 | 0x0002).then_some(60_000_000_000),
+        |frame, reply| {
+            if matches!(tag(frame), 0x0001 | 0x0002) {
+                reply.delay_ns = 60_000_000_000;
+            }
+        },
     );
     for ado in [0x0001, 0x0002, 0x0003] {
         bus.master.send(&tagged(ado)).expect("send");
@@ -169,6 +171,33 @@ fn replies_still_held_when_the_server_stops_are_counted() {
         stats.received,
         "every frame received is accounted for: {stats:?}"
     );
+}
+
+#[test]
+fn a_reply_is_due_its_delay_after_the_frame_arrived_not_after_processing() {
+    // Two frames sent back to back. The reply to 1 is held 500 ms; the frame tagged 2
+    // takes 600 ms to process and its reply is held 10 ms. Counted from arrival, the
+    // reply to 2 is due at ~10 ms, long before the one to 1 at ~500 ms: 2 comes first.
+    // (Counted from the end of processing it would be due at ~610 ms, after 1.) The
+    // order holds unless the second frame reaches the server ~490 ms after the first.
+    let bus = Served::start_adjusting(
+        "[[terminal]]\neeprom = \"../../../shared/testdata/eeprom/ek1100.bin\"\n",
+        |frame, reply| match tag(frame) {
+            0x0001 => reply.delay_ns = 500_000_000,
+            0x0002 => {
+                std::thread::sleep(Duration::from_millis(600));
+                reply.delay_ns = 10_000_000;
+            }
+            _ => {}
+        },
+    );
+    for ado in [0x0001, 0x0002] {
+        bus.master.send(&tagged(ado)).expect("send");
+    }
+    assert_eq!(replies(&bus.master, 2, PATIENCE), vec![0x0002, 0x0001]);
+    let stats = bus.stop();
+    assert_eq!((stats.dropped, stats.dropped_at_stop), (0, 0), "{stats:?}");
+    assert_eq!(stats.sent, stats.received, "{stats:?}");
 }
 
 #[test]
