@@ -305,10 +305,14 @@ impl Segment {
         let n = self.reachable();
         let count = self.terminals.len();
         let link_down = self.link_down;
-        for (i, t) in self.terminals.iter_mut().enumerate() {
+        // From the last reachable terminal back: the time behind each one's port 1 grows
+        // by the forwarding delays of the terminal after it, there and back.
+        let mut downstream_rtt_ns = 0;
+        for (i, t) in self.terminals.iter_mut().enumerate().rev() {
             if i < n {
                 t.set_links([i > 0 || !link_down, i + 1 < n, false, false]);
-                t.set_downstream_rtt_ns(self.wire.downstream_rtt_ns(i, n));
+                t.set_downstream_rtt_ns(downstream_rtt_ns);
+                downstream_rtt_ns += 2 * self.wire.forward_delay(i);
             } else {
                 t.set_links([i > n, i + 1 < count, false, false]);
             }
@@ -321,8 +325,19 @@ impl Segment {
         if self.faults.any() {
             self.apply_cable_changes();
         }
-        for (i, t) in self.terminals.iter_mut().enumerate() {
-            t.advance(now_ns + self.wire.arrival_offset_ns(i));
+        self.advance_from(0, now_ns);
+    }
+
+    /// Advances terminals `first..` to the time a frame sent at `now_ns` would reach
+    /// them.
+    fn advance_from(&mut self, first: usize, now_ns: u64) {
+        if first >= self.terminals.len() {
+            return;
+        }
+        let mut offset = self.wire.arrival_offset_ns(first);
+        for (i, t) in self.terminals.iter_mut().enumerate().skip(first) {
+            t.advance(now_ns + offset);
+            offset += self.wire.forward_delay(i);
         }
     }
 
@@ -355,20 +370,30 @@ impl Segment {
         }
     }
 
-    /// Processes one frame sent by the master at bus time `now_ns`, in place.
+    /// Processes one frame sent by the master at bus time `now_ns`, in place. Every
+    /// terminal's time moves on to the frame's time, also of those it does not reach.
     pub fn process(&mut self, frame: &mut [u8], now_ns: u64) -> FrameOutcome {
+        let (outcome, reached) = self.process_reaching(frame, now_ns);
+        self.advance_from(reached, now_ns);
+        outcome
+    }
+
+    /// [`Segment::process`] without moving the time of the terminals the frame does
+    /// not reach; also returns how many it reached (they moved on as it passed).
+    fn process_reaching(&mut self, frame: &mut [u8], now_ns: u64) -> (FrameOutcome, usize) {
         let fate = if self.faults.any() || self.silent_from.is_some() || self.link_down {
             self.apply_faults(now_ns);
             if self.link_down {
-                return FrameOutcome::Lost;
+                return (FrameOutcome::Lost, 0);
             }
             self.faults.roll()
         } else {
             Default::default()
         };
         if fate.drop {
-            return FrameOutcome::Lost;
+            return (FrameOutcome::Lost, 0);
         }
+        let mut reached = 0;
         let mut spans = std::mem::take(&mut self.spans);
         let parsed = parse_frame(frame, &mut spans);
         let outcome = match parsed {
@@ -390,10 +415,12 @@ impl Segment {
             Ok(Some(())) => {
                 let mut n = self.reachable();
                 let mut lost = false;
+                let mut offset = 0;
                 for i in 0..n {
-                    let t_now = now_ns + self.wire.arrival_offset_ns(i);
                     let esc = &mut self.terminals[i];
-                    esc.begin_frame(t_now);
+                    esc.begin_frame(now_ns + offset);
+                    reached = i + 1;
+                    offset += self.wire.forward_delay(i);
                     // The port decides when the frame's start passes, before this
                     // frame's own writes to DL control take effect.
                     let route = esc.port1_route();
@@ -416,7 +443,7 @@ impl Segment {
                 }
                 if lost {
                     self.spans = spans;
-                    return FrameOutcome::Lost;
+                    return (FrameOutcome::Lost, reached);
                 }
                 if n > 0 {
                     frame[6] |= SOURCE_MAC_PROCESSED_BIT;
@@ -434,7 +461,7 @@ impl Segment {
             }
         };
         self.spans = spans;
-        outcome
+        (outcome, reached)
     }
 }
 

@@ -592,9 +592,8 @@ impl BusProcessor {
     /// Processes one frame arriving at `now_ns`: `None` when the segment loses it
     /// (faults, malformed frame) or it is not EtherCAT.
     pub fn process(&mut self, frame: &[u8], now_ns: u64) -> Option<Reply> {
-        // Watchdogs and EEPROM timers run on time, not only on frames: bring every
-        // terminal to the frame's arrival time first.
-        self.segment.advance(now_ns);
+        // The segment brings every terminal to the frame's time, also those the frame
+        // does not reach, so watchdogs and EEPROM timers run on time.
         let mut f = frame.to_vec();
         match self.segment.process(&mut f, now_ns) {
             crate::segment::FrameOutcome::Reply { delay_ns } => Some(Reply { frame: f, delay_ns }),

@@ -74,6 +74,9 @@ impl WireTime {
 
     /// When the frame's first byte reaches terminal `i`, relative to leaving the master.
     pub fn arrival_offset_ns(&self, i: usize) -> u64 {
+        if !self.enabled {
+            return 0;
+        }
         (0..i).map(|k| self.forward_delay(k)).sum()
     }
 

@@ -424,6 +424,29 @@ fn a_link_lost_and_back_without_a_frame_in_between_is_counted() {
 }
 
 #[test]
+fn time_runs_on_for_terminals_a_frame_does_not_reach() {
+    // The EL2889's outputs guarded by the SM watchdog (100 ms), then the cable into it
+    // cut: frames to the EK1100 alone still move its time on, so the watchdog expires
+    // (0x0440 bit 0 clear, counter 0x0442) without a frame reaching it.
+    let mut seg = bus(&["ek1100", "el2889"]);
+    let faults = seg.faults();
+    exchange(&mut seg, &[(APWR, 0xFFFF, 0x0010, vec![0x02, 0x10])], 0);
+    let sm0 = vec![0x00, 0x0F, 1, 0, 0x44, 0, 1, 0];
+    exchange(&mut seg, &[(FPWR, 0x1002, 0x0800, sm0)], 0);
+    let r = exchange(&mut seg, &[(FPWR, 0x1002, 0x0F00, vec![0x55])], 1_000_000);
+    assert_eq!(r[0].2, 1, "outputs written");
+    faults.set_silent_from(Some(1));
+    exchange(&mut seg, &[(BRD, 0, 0x0000, vec![0])], 50_000_000);
+    let el2889 = |seg: &Segment| {
+        let t = seg.terminal(1).expect("EL2889");
+        (t.peek(0x0440) & 0x01, t.peek(0x0442))
+    };
+    assert_eq!(el2889(&seg), (1, 0), "within the watchdog time");
+    exchange(&mut seg, &[(BRD, 0, 0x0000, vec![0])], 200_000_000);
+    assert_eq!(el2889(&seg), (0, 1), "expired while cut off");
+}
+
+#[test]
 fn a_silent_terminal_stays_powered_and_keeps_its_state() {
     // `silent` cuts the cable into a terminal: it keeps its station address, AL state and
     // registers, its time runs on (its port 0 shows no link meanwhile), and it answers
