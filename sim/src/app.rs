@@ -497,9 +497,11 @@ pub trait TerminalApp: Send + fmt::Debug {
     /// The terminal detected a local error and fell back to `state` with the AL status
     /// error flag and `code` (the SM watchdog's 0x001B, or an injected fall-back): the
     /// state change has already happened. A CoE terminal reports it with an emergency
-    /// message in `outbox` (ETG.1000.6 5.6.4). In INIT the mailbox is off: the ESC drops
-    /// whatever is queued there. Not called for a state request the terminal refuses
-    /// (the master reads that code from 0x0134 itself) nor for a power cycle.
+    /// message in `outbox` (ETG.1000.6 5.6.4). Only called for a fall-back to PRE-OP or
+    /// SAFE-OP: in INIT there is no mailbox (ETG.1000.6 6.4.1), a fall-back there only
+    /// shows in [`state_changed`](Self::state_changed). Not called for a state request
+    /// the terminal refuses (the master reads that code from 0x0134 itself) nor for a
+    /// power cycle.
     fn error_indicated(
         &mut self,
         now_ns: u64,

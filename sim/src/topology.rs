@@ -490,6 +490,14 @@ impl Topology {
         let spec = self.file.wire_time.as_ref();
         let enabled = spec.is_some_and(|w| w.enabled);
         let default_forward_delay_ns = match spec.and_then(|w| w.forward_delay_ns.as_ref()) {
+            Some(d) if !enabled => {
+                return Err(self.invalid(
+                    &d.span(),
+                    "[wire_time] forward_delay_ns has no effect: the wire-time model is off \
+                     (enabled = false)"
+                        .to_string(),
+                ));
+            }
             Some(d) => check(d, "[wire_time] forward_delay_ns")?,
             None => DEFAULT_FORWARD_DELAY_NS,
         };
@@ -641,6 +649,10 @@ mod tests {
             (
                 format!("{el2004}[wire_time]\nenabled = \"yes\"\n"),
                 &["line 5", "enabled"],
+            ),
+            (
+                format!("{el2004}[wire_time]\nenabled = false\nforward_delay_ns = 700\n"),
+                &["line 6", "forward_delay_ns", "wire-time model is off"],
             ),
             (
                 format!("{el2004}forward_delay_ns = 700\n"),

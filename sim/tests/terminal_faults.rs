@@ -22,6 +22,10 @@ const SM2_LEN: u16 = 8;
 const SM2_CONTROL: u8 = 0x64;
 /// CoE service "emergency" in bits 12..15 of the CoE header, ETG.1000.6 table 29.
 const COE_SERVICE_EMERGENCY: u16 = 1;
+/// Status register of SM1, the send mailbox (0x0800 + 8 · 1 + 5), ETG.1000.4 table 58.
+const SM1_STATUS: u16 = 0x080D;
+/// SM status bit 3 in mailbox mode: the mailbox is full.
+const SM_STATUS_MAILBOX_FULL: u8 = 0x08;
 
 fn testdata() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")
@@ -227,6 +231,11 @@ fn no_emergency_survives_a_power_cycle() {
     t.bring_to_op(&[0; 8]);
     t.tick(100_000_001);
     assert_eq!(t.esc.al_status_code(), al_status::SM_WATCHDOG);
+    assert_eq!(
+        t.esc.peek(SM1_STATUS) & SM_STATUS_MAILBOX_FULL,
+        SM_STATUS_MAILBOX_FULL,
+        "the emergency waits in the send mailbox"
+    );
     t.esc.power_cycle(t.now);
     t.tick(1_000_000);
     assert_eq!(t.esc.al_state(), AlState::Init);

@@ -203,13 +203,10 @@ impl TerminalApp for DictionaryTerminal {
     fn error_indicated(
         &mut self,
         _now_ns: u64,
-        state: AlState,
+        _state: AlState, // PRE-OP or SAFE-OP: the ESC hands no fall-back to INIT over
         code: AlStatusCode,
         outbox: &mut MailboxOutbox,
     ) {
-        if state == AlState::Init {
-            return; // no mailbox in INIT
-        }
         let Some(coe) = &mut self.coe else { return };
         let c = code.to_le_bytes();
         coe.queue_emergency(Emergency {

@@ -44,19 +44,19 @@ impl Esc {
         let c = usize::from(regs::WD_COUNTER_PD);
         self.mem[c] = self.mem[c].saturating_add(1);
         // Firmware watches the process-data watchdog only in OP (as firmware built on the
-        // EtherCAT slave stack code does): there it drops to SAFE-OP with 0x001B
-        // (ETG.1000.6 table 11), its outputs go to their safe state, and the buffer the
-        // watchdog guarded is stale: OP needs a fresh one (0x0019 until it arrives) and
-        // must not apply the old one. In SAFE-OP its outputs are safe already and a
-        // buffer written there stays valid. An ESC in device emulation has no such
+        // EtherCAT slave stack code does): in SAFE-OP its outputs are safe already and a
+        // buffer written there stays valid. Otherwise the buffer the watchdog guarded is
+        // stale: OP needs a fresh one (0x0019 until it arrives) and must not apply the
+        // old one. Firmware in OP drops to SAFE-OP with 0x001B (ETG.1000.6 table 11),
+        // its outputs going to their safe state; an ESC in device emulation has no such
         // state: its outputs are cleared and stay so until the next write.
+        if self.has_firmware && self.state != AlState::Op {
+            return;
+        }
+        self.outputs_valid = false;
         if self.has_firmware {
-            if self.state == AlState::Op {
-                self.outputs_valid = false;
-                self.fall_back(AlState::SafeOp, al_status::SM_WATCHDOG);
-            }
+            self.fall_back(AlState::SafeOp, al_status::SM_WATCHDOG);
         } else {
-            self.outputs_valid = false;
             self.app.outputs_safe(self.now_ns);
         }
     }
@@ -113,20 +113,19 @@ impl Esc {
     }
 
     /// Drops to `to` with the error flag and `code`, as firmware does on a local error
-    /// (fault injection and the SM watchdog use it).
+    /// (fault injection and the SM watchdog use it). The application may report it in
+    /// the mailbox, which exists from PRE-OP on: a fall-back to INIT (whose mailbox
+    /// [`Esc::set_state`] has closed) is not handed to it (ETG.1000.6 6.4.1).
     pub fn fall_back(&mut self, to: AlState, code: AlStatusCode) {
         self.error = true;
         self.status_code = code;
         self.set_state(to);
         self.update_al_registers();
-        self.app
-            .error_indicated(self.now_ns, to, code, &mut self.outbox);
-        if self.state == AlState::Init {
-            // No mailbox in INIT (ETG.1000.6 6.4.1): nothing queued now may reach the
-            // master once it comes back to PRE-OP.
-            self.outbox.clear();
+        if self.state != AlState::Init {
+            self.app
+                .error_indicated(self.now_ns, to, code, &mut self.outbox);
+            self.load_send_mailbox();
         }
-        self.load_send_mailbox();
     }
 
     /// Power-cycles the terminal: outputs safe, registers to reset values, INIT, the local

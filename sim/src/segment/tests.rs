@@ -1304,17 +1304,9 @@ fn hostile_datagrams_keep_the_frame_intact() {
     assert!(replies > 1_000, "only {replies} frames answered");
 }
 
-#[test]
-fn dc_times_at_the_end_of_the_64_bit_range_wrap() {
-    // A master may write any system time offset, start time and cycle: the SYNC pulses
-    // go on across the wrap of the 64-bit system time instead of overflowing, and a
-    // start time the system time already passed stays pending.
+/// An EK1100 whose system time is 1 ms below the wrap of the 64-bit range at bus time 0.
+fn bus_near_the_wrap() -> Segment {
     let mut seg = bus(&["ek1100"]);
-    let read64 = |seg: &mut Segment, ado: u16, now: u64| {
-        let r = exchange(seg, &[(APRD, 0, ado, vec![0; 8])], now);
-        u64::from_le_bytes(r[0].1.clone().try_into().expect("8 bytes"))
-    };
-    // System time 1 ms below the wrap.
     let local = seg.terminal(0).expect("t0").local_time(0);
     let offset = (u64::MAX - 1_000_000).wrapping_sub(local);
     exchange(
@@ -1322,28 +1314,49 @@ fn dc_times_at_the_end_of_the_64_bit_range_wrap() {
         &[(APWR, 0, 0x0920, offset.to_le_bytes().to_vec())],
         0,
     );
-    let program = |seg: &mut Segment, start: u64, cycle: u32| {
-        exchange(seg, &[(APWR, 0, 0x0981, vec![0x00])], 0);
-        exchange(seg, &[(APWR, 0, 0x09A0, cycle.to_le_bytes().to_vec())], 0);
-        exchange(seg, &[(APWR, 0, 0x0990, start.to_le_bytes().to_vec())], 0);
-        exchange(seg, &[(APWR, 0, 0x0981, vec![0x03])], 0);
-    };
-    // First pulse 0.5 ms ahead, 1 ms cycle: after 3 ms the pulses at −0.5 ms, +0.5 ms
-    // and +1.5 ms around the wrap have come, the next is at +2.5 ms.
+    seg
+}
+
+/// Reads 8 bytes at `ado` of the first terminal at bus time `now`.
+fn read64_at(seg: &mut Segment, ado: u16, now: u64) -> u64 {
+    let r = exchange(seg, &[(APRD, 0, ado, vec![0; 8])], now);
+    u64::from_le_bytes(r[0].1.clone().try_into().expect("8 bytes"))
+}
+
+/// Programs the first terminal's SYNC0 at bus time 0: off, cycle, start time, on.
+fn program_sync0(seg: &mut Segment, start: u64, cycle: u32) {
+    exchange(seg, &[(APWR, 0, 0x0981, vec![0x00])], 0);
+    exchange(seg, &[(APWR, 0, 0x09A0, cycle.to_le_bytes().to_vec())], 0);
+    exchange(seg, &[(APWR, 0, 0x0990, start.to_le_bytes().to_vec())], 0);
+    exchange(seg, &[(APWR, 0, 0x0981, vec![0x03])], 0);
+}
+
+#[test]
+fn sync_pulses_go_on_across_the_64_bit_wrap() {
+    // A master may write any system time offset, start time and cycle: the SYNC pulses
+    // go on across the wrap of the 64-bit system time instead of overflowing. First
+    // pulse 0.5 ms ahead, 1 ms cycle: after 3 ms the pulses at −0.5 ms, +0.5 ms and
+    // +1.5 ms around the wrap have come, the next is at +2.5 ms.
+    let mut seg = bus_near_the_wrap();
     let start = u64::MAX - 499_999;
-    program(&mut seg, start, 1_000_000);
+    program_sync0(&mut seg, start, 1_000_000);
     assert_eq!(
-        read64(&mut seg, 0x0990, 3_000_000),
+        read64_at(&mut seg, 0x0990, 3_000_000),
         start.wrapping_add(3_000_000)
     );
     assert_eq!(seg.terminal(0).expect("t0").sync_pulses().sync0, 3);
+}
+
+#[test]
+fn a_passed_start_time_stays_pending_near_the_wrap_even_with_the_longest_cycle() {
     // The longest cycle a master can write, from a start 2 s before now: the system time
     // passed it, so nothing fires until it comes round again.
-    let now = seg.terminal(0).expect("t0").system_time(3_000_000);
+    let mut seg = bus_near_the_wrap();
+    let now = seg.terminal(0).expect("t0").system_time(0);
     let past = now.wrapping_sub(2_000_000_000);
-    program(&mut seg, past, u32::MAX);
-    assert_eq!(read64(&mut seg, 0x0990, 10_000_000_000), past);
-    assert_eq!(seg.terminal(0).expect("t0").sync_pulses().sync0, 3);
+    program_sync0(&mut seg, past, u32::MAX);
+    assert_eq!(read64_at(&mut seg, 0x0990, 10_000_000_000), past);
+    assert_eq!(seg.terminal(0).expect("t0").sync_pulses().sync0, 0);
 }
 
 #[test]
