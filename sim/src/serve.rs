@@ -352,12 +352,13 @@ pub struct ServeStats {
     pub dropped_at_stop: u64,
 }
 
-/// A processed frame to send back, after `delay_ns` (injected delay; 0 = at once).
+/// A processed frame to send back, `delay_ns` after the frame arrived (wire time and
+/// injected delay; 0 = at once).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     /// The frame as the master receives it.
     pub frame: Vec<u8>,
-    /// How long to hold it back.
+    /// When it is due, counted from the frame's arrival (see [`reply_due`]).
     pub delay_ns: u64,
 }
 
