@@ -115,7 +115,7 @@ impl Esc {
     /// Drops to `to` with the error flag and `code`, as firmware does on a local error
     /// (fault injection and the SM watchdog use it). The application may report it in
     /// the mailbox, which exists from PRE-OP on: a fall-back to INIT (whose mailbox
-    /// [`Esc::set_state`] has closed) is not handed to it (ETG.1000.6 6.4.1).
+    /// `set_state` has closed) is not handed to it (ETG.1000.6 6.4.1).
     pub fn fall_back(&mut self, to: AlState, code: AlStatusCode) {
         self.error = true;
         self.status_code = code;
