@@ -75,7 +75,14 @@ impl Bus {
                 |now| segment.borrow_mut().advance(now),
             );
         }));
-        std::thread::sleep(Duration::from_millis(200));
+        // Wait until the server answers (a busy machine may take a while to start it).
+        let answered = ferrocat_sim::netns::wait_for_bus(&bus.master, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("probing {}: {e}", bus.master));
+        assert!(
+            answered.is_some(),
+            "the simulated bus on {} does not answer",
+            bus.master
+        );
         bus
     }
 }

@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ethercrab::std::{ethercat_now, tx_rx_task};
-use ethercrab::{MainDevice, MainDeviceConfig, PduStorage, SubDeviceState, Timeouts};
+use ethercrab::{
+    MainDevice, MainDeviceConfig, PduStorage, RetryBehaviour, SubDeviceState, Timeouts,
+};
 use ferrocat_sim::models::Signal;
 use ferrocat_sim::serve;
 use ferrocat_sim::topology::Topology;
@@ -31,29 +33,6 @@ const PDI_LEN: usize = 128;
 type Captured = Vec<(u64, Vec<u8>)>;
 
 static PDU_STORAGE: PduStorage<MAX_FRAMES, MAX_PDU_DATA> = PduStorage::new();
-
-/// How many of ethercrab's register reads may time out in one run and be asked again.
-const MAX_TIMEOUTS: usize = 2;
-
-/// An ethercrab register read of `$sd` while no process data cycles; one that ethercrab
-/// reports as timed out is asked again, at most [`MAX_TIMEOUTS`] times in the run (now
-/// and then ethercrab 0.7 loses a reply on a loaded machine). A retry cannot hide a reply
-/// the simulator lost: the server's statistics, checked at the end, must show a reply
-/// for every frame it received.
-macro_rules! read_register {
-    ($sd:expr, $reg:expr, $timeouts:expr) => {
-        loop {
-            match $sd.register_read($reg).await {
-                Err(ethercrab::error::Error::Timeout(ethercrab::error::TimeoutError::Pdu))
-                    if $timeouts.fetch_add(1, Ordering::Relaxed) < MAX_TIMEOUTS =>
-                {
-                    continue;
-                }
-                r => break r.unwrap_or_else(|e| panic!("register 0x{:04x}: {e:?}", $reg)),
-            }
-        }
-    };
-}
 
 #[test]
 fn ethercrab_runs_the_reference_bus() {
@@ -113,10 +92,7 @@ fn ethercrab_runs_the_reference_bus() {
         .build()
         .expect("runtime");
     let master_if = veth.master.clone();
-    let timeouts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let timeouts_in_run = timeouts.clone();
     rt.block_on(async move {
-        let timeouts = timeouts_in_run;
         let (tx, rx, pdu_loop) = PDU_STORAGE.try_split().expect("split once");
         let maindevice = Arc::new(MainDevice::new(
             pdu_loop,
@@ -129,7 +105,14 @@ fn ethercrab_runs_the_reference_bus() {
                 eeprom: Duration::from_secs(1),
                 ..Default::default()
             },
-            MainDeviceConfig::default(),
+            // A reply ethercrab loses on a loaded machine (ethercrab's own frame
+            // bookkeeping; the server's statistics below show the simulator answered every
+            // frame) is asked again instead of failing the run; 1000 static drift frames
+            // as in ferrocat's bring-up benchmark instead of 10 000.
+            MainDeviceConfig {
+                dc_static_sync_iterations: 1000,
+                retry_behaviour: RetryBehaviour::Count(3),
+            },
         ));
         tokio::spawn(tx_rx_task(&master_if, tx, rx).expect("tx/rx task"));
 
@@ -290,9 +273,9 @@ fn ethercrab_runs_the_reference_bus() {
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let el4104 = group.subdevice(&maindevice, 5).expect("EL4104");
-            let status: u16 = read_register!(el4104, 0x0130u16, timeouts);
+            let status: u16 = el4104.register_read(0x0130u16).await.expect("0x0130");
             let el2004 = group.subdevice(&maindevice, 1).expect("EL2004");
-            let wd: u16 = read_register!(el2004, 0x0440u16, timeouts);
+            let wd: u16 = el2004.register_read(0x0440u16).await.expect("0x0440");
             if (status == 0x0014 && wd & 1 == 0) || std::time::Instant::now() > deadline {
                 break;
             }
@@ -300,8 +283,8 @@ fn ethercrab_runs_the_reference_bus() {
         // AL status (0x0130) and AL status code (0x0134) as registers, ETG.1000.4 table 31.
         let mut al = Vec::new();
         for sd in group.iter(&maindevice) {
-            let status: u16 = read_register!(sd, 0x0130u16, timeouts);
-            let code: u16 = read_register!(sd, 0x0134u16, timeouts);
+            let status: u16 = sd.register_read(0x0130u16).await.expect("0x0130");
+            let code: u16 = sd.register_read(0x0134u16).await.expect("0x0134");
             al.push((sd.name().to_string(), status, code));
         }
         assert_eq!(
@@ -324,8 +307,8 @@ fn ethercrab_runs_the_reference_bus() {
             "EL2004 (device emulation) stays in OP: {al:?}"
         );
         let el2004 = group.subdevice(&maindevice, 1).expect("EL2004");
-        let wd_status: u16 = read_register!(el2004, 0x0440u16, timeouts);
-        let wd_count: u8 = read_register!(el2004, 0x0442u16, timeouts);
+        let wd_status: u16 = el2004.register_read(0x0440u16).await.expect("0x0440");
+        let wd_count: u8 = el2004.register_read(0x0442u16).await.expect("0x0442");
         assert_eq!(wd_status & 1, 0, "EL2004 process data watchdog expired");
         assert!(wd_count >= 1, "EL2004 watchdog counter {wd_count}");
         let log = plant.output_log();
@@ -346,10 +329,6 @@ fn ethercrab_runs_the_reference_bus() {
         (stats.sent, stats.dropped, stats.dropped_at_stop),
         (stats.received, 0, 0),
         "server statistics {stats:?}"
-    );
-    println!(
-        "ethercrab: {} register reads timed out and were asked again",
-        timeouts.load(Ordering::Relaxed).min(MAX_TIMEOUTS)
     );
 
     // (c) every frame decodes in tshark without malformed or warning items.

@@ -90,7 +90,8 @@ pub enum Model {
     },
     /// A stepper motor.
     Stepper(Stepper),
-    /// A free-running counter: `rate_hz` counts per second since the start.
+    /// A free-running counter: `rate_hz` counts per second since the plant's first
+    /// advance (the bus starting), so a 16-bit input wraps only after 65 536 counts.
     Counter {
         /// The input showing the count.
         signal: Signal,
@@ -108,6 +109,8 @@ pub struct Plant {
     log: Vec<OutputEvent>,
     log_limit: usize,
     last_ns: Option<u64>,
+    /// Bus time of the first advance: counters count from here.
+    start_ns: Option<u64>,
 }
 
 /// Default number of output events kept (oldest dropped first).
@@ -130,6 +133,7 @@ impl Plant {
             log: Vec::new(),
             log_limit: DEFAULT_LOG_LIMIT,
             last_ns: None,
+            start_ns: None,
         }
     }
 
@@ -193,6 +197,7 @@ impl Plant {
         if self.last_ns.is_none_or(|l| now_ns > l) {
             self.last_ns = Some(now_ns);
         }
+        let since_start = now_ns.saturating_sub(*self.start_ns.get_or_insert(now_ns));
         let mut inputs = std::mem::take(&mut self.inputs);
         let outputs = &self.outputs;
         let out = |s: Signal| outputs.get(&s).copied().unwrap_or(0);
@@ -220,7 +225,7 @@ impl Plant {
                     inputs.insert(*to, v);
                 }
                 Model::Counter { signal, rate_hz } => {
-                    let v = (now_ns as f64 * 1e-9 * *rate_hz) as u64;
+                    let v = (since_start as f64 * 1e-9 * *rate_hz) as u64;
                     inputs.insert(*signal, v);
                 }
                 Model::Stepper(s) => {
@@ -339,7 +344,10 @@ mod tests {
             },
         ]);
         p.apply_output(0, ao, (-1000i16) as u16 as u64, false);
-        p.advance(2_000_000_000);
+        // The counter starts with the bus, whatever the clock said then.
+        p.advance(1_700_000_000_000_000_000);
+        assert_eq!(p.input(c), Some(0));
+        p.advance(1_700_000_002_000_000_000);
         assert_eq!(p.input(ai), Some((-500i64) as u64));
         assert_eq!(p.input(c), Some(20));
     }
