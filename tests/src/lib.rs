@@ -32,6 +32,24 @@ fn next_id() -> u32 {
     COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 
+/// The output of a program run to its end: exit code (`None` if a signal ended it),
+/// stdout and stderr.
+pub type ProgramOutput = (Option<i32>, String, String);
+
+/// Runs `program` with `args` to its end, whatever its exit code; panics only if it
+/// cannot be started.
+pub fn run_output(program: &str, args: &[&str]) -> ProgramOutput {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs a command, panicking with its output if it fails.
 pub fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)

@@ -13,7 +13,9 @@ use ferrocat::ethercat::capture::{PcapngSink, SharedSink};
 use ferrocat::ethercat::master::{Master, ScanOptions};
 use ferrocat::ethercat::pdo::PdoLayout;
 use ferrocat::ethercat::transport::{Transport, TransportConfig};
-use ferrocat_tests::{Cycle, FrameCounter, SimBus, project_dir, testdata_dir};
+use ferrocat_tests::{
+    Cycle, FrameCounter, ProgramOutput, SimBus, project_dir, run_output, testdata_dir,
+};
 use std::time::Duration;
 
 /// Tests here keep process data cycling on their bus: one at a time.
@@ -243,16 +245,8 @@ fn tshark(args: &[&str]) -> String {
 }
 
 /// Runs the `ferrocat` program with `args`; returns exit code, stdout and stderr.
-fn ferrocat(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrocat-cli"))
-        .args(args)
-        .output()
-        .expect("the ferrocat program runs");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+fn ferrocat(args: &[&str]) -> ProgramOutput {
+    run_output(env!("CARGO_BIN_EXE_ferrocat-cli"), args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

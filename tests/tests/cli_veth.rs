@@ -6,22 +6,14 @@
 //!
 //! Needs root: fails, does not skip, without.
 
-use ferrocat_tests::{SimBus, project_dir, testdata_dir};
+use ferrocat_tests::{ProgramOutput, SimBus, project_dir, run_output, testdata_dir};
 use serde_json::Value;
 
 /// Runs the `ferrocat` program on `iface` with `args`; returns exit code, stdout, stderr.
-fn ferrocat(iface: &str, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrocat-cli"))
-        .arg("-i")
-        .arg(iface)
-        .args(args)
-        .output()
-        .expect("the ferrocat program runs");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+fn ferrocat(iface: &str, args: &[&str]) -> ProgramOutput {
+    let mut all = vec!["-i", iface];
+    all.extend_from_slice(args);
+    run_output(env!("CARGO_BIN_EXE_ferrocat-cli"), &all)
 }
 
 /// Runs `ferrocat --json ARGS`, asserts success and parses one object per line.
